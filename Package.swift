@@ -1,0 +1,58 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "zrc-relay",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "zrc-relay", targets: ["ZRCRelayCLI"]),
+        .library(name: "QUICTransport", targets: ["QUICTransport"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+    ],
+    targets: [
+        // The one C module: only what Swift cannot import from ngtcp2 0.12.1, GnuTLS and glibc.
+        .target(
+            name: "CNGTCP2",
+            linkerSettings: [
+                .linkedLibrary("ngtcp2_crypto_gnutls"),
+                .linkedLibrary("ngtcp2"),
+                .linkedLibrary("gnutls"),
+            ]
+        ),
+        .target(
+            name: "QUICTransport",
+            dependencies: [
+                "CNGTCP2",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "ZRCRelayCLI",
+            dependencies: [
+                "QUICTransport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "QUICTransportTests",
+            dependencies: ["QUICTransport"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

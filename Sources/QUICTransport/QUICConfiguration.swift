@@ -1,0 +1,53 @@
+/// How a `QUICEndpoint` behaves: TLS material, timeouts, address validation and queue bounds.
+///
+/// Every field has a default that suits a relay on a 1500-byte-MTU network; the relay's own
+/// configuration layer maps its TOML keys onto these.
+public struct QUICConfiguration: Sendable {
+    /// When the server demands address validation with a Retry packet.
+    public enum RetryPolicy: Sendable, Hashable {
+        /// Never send Retry.
+        case never
+        /// Always send Retry to a client that has no valid token.
+        case always
+        /// Send Retry only while new connection attempts exceed this many per second.
+        case auto(acceptsPerSecond: Int)
+    }
+
+    /// The ALPN protocol both sides must agree on; a handshake without it fails.
+    public var alpn: String = "zrc-relay/1"
+    /// PEM certificate chain (server role).
+    public var certificatePath: String?
+    /// PEM private key (server role).
+    public var privateKeyPath: String?
+    /// PEM file of trusted CAs for the client role; `nil` means the server certificate is not verified.
+    public var trustedCAPath: String?
+    /// QUIC `max_idle_timeout` transport parameter; 0 disables the idle timeout.
+    public var maxIdleTimeout: Duration = .seconds(30)
+    /// How often an otherwise silent connection sends a PING (holds NAT bindings); `nil` = never.
+    public var keepAliveInterval: Duration? = .seconds(15)
+    /// How long a handshake may take before the attempt is dropped.
+    public var handshakeTimeout: Duration = .seconds(10)
+    /// Address validation with Retry (server role).
+    public var retryPolicy: RetryPolicy = .auto(acceptsPerSecond: 500)
+    /// The `max_datagram_frame_size` transport parameter we advertise (frame type + length + payload).
+    public var maxDatagramFrameSize: Int = 65535
+    /// Datagrams that may wait for congestion control or pacing, per connection.
+    public var datagramQueueCapacity: Int = 128
+    /// How long a datagram may wait in that queue before it is dropped.
+    public var datagramQueueMaxAge: Duration = .milliseconds(100)
+    /// The largest datagram payload the endpoint accepts into a send queue.
+    public var maxDatagramPayload: Int = 1500
+    /// Bidirectional streams a client may open (stream 0 is the control stream).
+    public var maxBidirectionalStreams: Int = 1
+    /// Flow-control window of each stream and of the connection, in bytes.
+    public var streamWindow: Int = 256 * 1024
+    /// Secret for stateless reset tokens and Retry tokens; random per process when `nil`.
+    public var staticSecret: [UInt8]?
+    /// Packets received per `recvmmsg` call and sent per `sendmmsg` call.
+    public var batchSize: Int = 64
+    /// Try UDP GSO on send when the kernel supports it.
+    public var useSegmentationOffload: Bool = true
+
+    /// Creates a configuration with the defaults above.
+    public init() {}
+}

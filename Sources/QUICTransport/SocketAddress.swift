@@ -1,0 +1,156 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+internal import CNGTCP2
+
+/// An IPv4 or IPv6 address with a port: what a UDP packet came from or goes to.
+public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
+    /// The address family and raw bytes.
+    public enum Host: Hashable, Sendable {
+        /// Four bytes, network order.
+        case v4(UInt8, UInt8, UInt8, UInt8)
+        /// Sixteen bytes, network order, plus the scope id.
+        case v6([UInt8], scopeID: UInt32)
+    }
+
+    /// The host part.
+    public var host: Host
+    /// The port, host byte order.
+    public var port: UInt16
+
+    /// Creates an address from its parts.
+    public init(host: Host, port: UInt16) {
+        self.host = host
+        self.port = port
+    }
+
+    /// The raw address bytes (4 or 16), for CIDR matching and rate-limit keys.
+    public var addressBytes: [UInt8] {
+        switch host {
+        case .v4(let a, let b, let c, let d): return [a, b, c, d]
+        case .v6(let bytes, _): return bytes
+        }
+    }
+
+    /// The host alone, IPv6 without brackets.
+    public var hostString: String {
+        switch host {
+        case .v4(let a, let b, let c, let d): return "\(a).\(b).\(c).\(d)"
+        case .v6(let bytes, _):
+            var storage = in6_addr()
+            withUnsafeMutableBytes(of: &storage) { raw in
+                for i in 0..<16 { raw[i] = bytes[i] }
+            }
+            var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+            guard inet_ntop(AF_INET6, &storage, &buffer, socklen_t(buffer.count)) != nil else { return "::" }
+            return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+    }
+
+    /// `ip:port`, IPv6 as `[ip]:port` (the observed_addr format of the control protocol).
+    public var description: String {
+        switch host {
+        case .v4: return "\(hostString):\(port)"
+        case .v6: return "[\(hostString)]:\(port)"
+        }
+    }
+
+    /// Parses a numeric `ip` (no port) and attaches `port`. Returns `nil` for names or bad text.
+    public init?(ipAddress text: String, port: UInt16) {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 {
+            let bytes = withUnsafeBytes(of: &v4) { Array($0) }
+            self.init(host: .v4(bytes[0], bytes[1], bytes[2], bytes[3]), port: port)
+            return
+        }
+        var trimmed = Substring(text)
+        if trimmed.hasPrefix("["), trimmed.hasSuffix("]") { trimmed = trimmed.dropFirst().dropLast() }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, String(trimmed), &v6) == 1 {
+            self.init(host: .v6(withUnsafeBytes(of: &v6) { Array($0) }, scopeID: 0), port: port)
+            return
+        }
+        return nil
+    }
+
+    /// Parses `ip:port` or `[ipv6]:port` (numeric only).
+    public init?(parsing text: String) {
+        guard let colon = text.lastIndex(of: ":") else { return nil }
+        let hostPart = String(text[text.startIndex..<colon])
+        guard let port = UInt16(text[text.index(after: colon)...]) else { return nil }
+        if hostPart.contains(":"), !hostPart.hasPrefix("[") { return nil }
+        self.init(ipAddress: hostPart, port: port)
+    }
+
+    /// Resolves `host` (a name or a literal) to its first address, with getaddrinfo.
+    public static func resolve(host: String, port: UInt16) -> SocketAddress? {
+        if let literal = SocketAddress(ipAddress: host, port: port) { return literal }
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else { return nil }
+        defer { freeaddrinfo(result) }
+        var node: UnsafeMutablePointer<addrinfo>? = first
+        while let current = node {
+            if let sa = current.pointee.ai_addr,
+               var address = SocketAddress(sockaddr: sa, length: current.pointee.ai_addrlen) {
+                address.port = port
+                return address
+            }
+            node = current.pointee.ai_next
+        }
+        return nil
+    }
+
+    /// Decodes a kernel `sockaddr`; `nil` for families other than IPv4 and IPv6.
+    init?(sockaddr pointer: UnsafePointer<sockaddr>, length: socklen_t) {
+        switch Int32(pointer.pointee.sa_family) {
+        case AF_INET where Int(length) >= MemoryLayout<sockaddr_in>.size:
+            let sin = UnsafeRawPointer(pointer).loadUnaligned(as: sockaddr_in.self)
+            let bytes = withUnsafeBytes(of: sin.sin_addr) { Array($0) }
+            self.init(host: .v4(bytes[0], bytes[1], bytes[2], bytes[3]), port: UInt16(bigEndian: sin.sin_port))
+        case AF_INET6 where Int(length) >= MemoryLayout<sockaddr_in6>.size:
+            let sin6 = UnsafeRawPointer(pointer).loadUnaligned(as: sockaddr_in6.self)
+            self.init(
+                host: .v6(withUnsafeBytes(of: sin6.sin6_addr) { Array($0) }, scopeID: sin6.sin6_scope_id),
+                port: UInt16(bigEndian: sin6.sin6_port))
+        default:
+            return nil
+        }
+    }
+
+    /// The address family, AF_INET or AF_INET6.
+    var family: Int32 {
+        switch host {
+        case .v4: return AF_INET
+        case .v6: return AF_INET6
+        }
+    }
+
+    /// Writes this address into `storage` and returns its length.
+    func write(to storage: UnsafeMutablePointer<sockaddr_storage>) -> socklen_t {
+        let raw = UnsafeMutableRawPointer(storage)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<sockaddr_storage>.size)
+        switch host {
+        case .v4(let a, let b, let c, let d):
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_port = port.bigEndian
+            withUnsafeMutableBytes(of: &sin.sin_addr) { bytes in
+                bytes[0] = a; bytes[1] = b; bytes[2] = c; bytes[3] = d
+            }
+            raw.storeBytes(of: sin, as: sockaddr_in.self)
+            return socklen_t(MemoryLayout<sockaddr_in>.size)
+        case .v6(let bytes, let scope):
+            var sin6 = sockaddr_in6()
+            sin6.sin6_family = sa_family_t(AF_INET6)
+            sin6.sin6_port = port.bigEndian
+            sin6.sin6_scope_id = scope
+            withUnsafeMutableBytes(of: &sin6.sin6_addr) { out in
+                for i in 0..<min(16, bytes.count) { out[i] = bytes[i] }
+            }
+            raw.storeBytes(of: sin6, as: sockaddr_in6.self)
+            return socklen_t(MemoryLayout<sockaddr_in6>.size)
+        }
+    }
+}
