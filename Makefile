@@ -1,0 +1,38 @@
+# zrc-relay — two commands: `make run` and `make test`.
+SWIFT ?= swift
+PYTHON := .venv/bin/python
+BIN_DEBUG := .build/debug/zrc-relay
+BIN_RELEASE := .build/release/zrc-relay
+RUN_ARGS ?=
+
+.PHONY: run test deps test-deps build build-release unit interop clean
+
+## make run: install what is missing, build (release), start the relay on its defaults.
+run: deps build-release
+	$(BIN_RELEASE) serve $(RUN_ARGS)
+
+## make test: install what is missing, build, run the Swift tests and the interop tests.
+test: test-deps build
+	$(SWIFT) test
+	ZRC_RELAY_BIN=$(CURDIR)/$(BIN_DEBUG) $(PYTHON) -m pytest -q tools/interop
+
+deps:
+	@bash tools/install.sh run
+
+test-deps:
+	@bash tools/install.sh test
+
+build:
+	$(SWIFT) build
+
+build-release:
+	$(SWIFT) build -c release
+
+unit: build
+	$(SWIFT) test
+
+interop: build
+	ZRC_RELAY_BIN=$(CURDIR)/$(BIN_DEBUG) $(PYTHON) -m pytest -q tools/interop
+
+clean:
+	rm -rf .build .venv
