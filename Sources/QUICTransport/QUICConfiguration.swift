@@ -45,6 +45,8 @@ public struct QUICConfiguration: Sendable {
     public var staticSecret: [UInt8]?
     /// Packets received per `recvmmsg` call and sent per `sendmmsg` call.
     public var batchSize: Int = 64
+    /// How often the delegate's `endpointDidTick(_:)` runs on the loop thread; `nil` = never.
+    public var tickInterval: Duration? = nil
     /// Try UDP GSO on send when the kernel supports it.
     public var useSegmentationOffload: Bool = true
 

@@ -64,6 +64,8 @@ public final class QUICEndpoint: @unchecked Sendable {
     private var attemptsInWindow = 0
     private var resetWindowStart: UInt64 = 0
     private var resetsInWindow = 0
+    private var nextTick: UInt64 = .max
+    private let tickInterval: UInt64
 
     private let epollFD: Int32
     private let eventFD: Int32
@@ -99,6 +101,7 @@ public final class QUICEndpoint: @unchecked Sendable {
             secret = random
         }
         datagramMaxAge = configuration.datagramQueueMaxAge.nanosecondsClamped
+        tickInterval = configuration.tickInterval.map { max(1_000_000, $0.nanosecondsClamped) } ?? 0
         epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
         eventFD = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
         guard epollFD >= 0, eventFD >= 0 else { throw .system(.socket, "epoll_create1/eventfd") }
@@ -168,6 +171,7 @@ public final class QUICEndpoint: @unchecked Sendable {
 
     private func runLoop() {
         loopThread = pthread_self()
+        if tickInterval > 0 { nextTick = MonotonicClock.now() &+ tickInterval }
         var events = [epoll_event](repeating: epoll_event(), count: 8)
         while !stopRequested.load(ordering: .acquiring) {
             let timeout = nextTimeoutMilliseconds()
@@ -182,6 +186,10 @@ public final class QUICEndpoint: @unchecked Sendable {
             }
             runCommands()
             fireTimers()
+            if loopTime >= nextTick {
+                nextTick = loopTime &+ tickInterval
+                delegate?.endpointDidTick(self)
+            }
             flushPending()
         }
         shutdownAll()
@@ -189,7 +197,8 @@ public final class QUICEndpoint: @unchecked Sendable {
 
     private func nextTimeoutMilliseconds() -> Int32 {
         if !flushQueue.isEmpty { return 0 }
-        guard let earliest = timers.earliest else { return 1000 }
+        let earliest = min(timers.earliest ?? .max, nextTick)
+        if earliest == .max { return 1000 }
         let now = MonotonicClock.now()
         if earliest <= now { return 0 }
         let ms = (earliest - now + 999_999) / 1_000_000

@@ -63,9 +63,12 @@ public protocol QUICEndpointDelegate: AnyObject {
     func connection(_ connection: QUICConnection, didDropQueuedDatagrams count: Int, reason: DatagramDropReason)
     /// The connection ended; called once. The connection object must not be used afterwards.
     func connectionClosed(_ connection: QUICConnection, reason: QUICCloseReason)
+    /// Runs every `QUICConfiguration.tickInterval` on the loop thread (timeouts of the layer above).
+    func endpointDidTick(_ endpoint: QUICEndpoint)
 }
 
 extension QUICEndpointDelegate {
     public func endpoint(_ endpoint: QUICEndpoint, shouldAccept remote: SocketAddress) -> QUICAdmission { .accept }
     public func connection(_ connection: QUICConnection, didDropQueuedDatagrams count: Int, reason: DatagramDropReason) {}
+    public func endpointDidTick(_ endpoint: QUICEndpoint) {}
 }

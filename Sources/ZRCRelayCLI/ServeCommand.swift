@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import QUICTransport
+import RelayConfig
 
 /// `zrc-relay serve`: runs the relay.
 struct ServeCommand: ParsableCommand {
@@ -9,49 +10,30 @@ struct ServeCommand: ParsableCommand {
         commandName: "serve",
         abstract: "Run the relay (QUIC on UDP server.listen_port).",
         discussion: """
-            Every setting can be given as a flag --section.key VALUE (for example \
-            --server.listen-port 4433) or as the environment variable ZRC_RELAY_SECTION_KEY. \
-            Keys: \(ServeSettings.defaults.keys.sorted().joined(separator: ", ")).
+            Settings come from the TOML file, then ZRC_RELAY_SECTION_KEY environment variables, then \
+            --section.key VALUE flags (later wins). Every key and its default is in config/zrc-relay.toml.
             """
     )
 
-    @Option(name: .long, help: "TOML configuration file.")
-    var config: String?
-
-    @Argument(parsing: .allUnrecognized, help: "Settings as --section.key VALUE.")
-    var settings: [String] = []
+    @OptionGroup var options: ConfigOptions
 
     func run() throws {
-        let parsed: ServeSettings
+        let (_, settings) = try options.load()
+        let logger = makeLogger(settings)
         do {
-            parsed = try ServeSettings(flags: settings, environment: ProcessInfo.processInfo.environment)
-        } catch let error as CLIError {
-            throw ValidationError(error.description)
-        }
-        let logger = try makeLogger(parsed)
-        do {
-            try serve(parsed, logger: logger)
+            try serve(settings, logger: logger)
         } catch {
             logger.critical("relay failed to start", metadata: ["error": "\(error)"])
             throw ExitCode(1)
         }
     }
 
-    private func makeLogger(_ settings: ServeSettings) throws -> Logger {
-        guard let level = Logger.Level(rawValue: settings.string("logging.level")) else {
-            throw ValidationError("logging.level: '\(settings.string("logging.level"))' is not one of trace, debug, info, notice, warning, error, critical")
-        }
-        guard let format = StderrLogHandler.Format(rawValue: settings.string("logging.format")) else {
-            throw ValidationError("logging.format: '\(settings.string("logging.format"))' is not json or text")
-        }
-        return Logger(label: "zrc-relay") { label in StderrLogHandler(label: label, level: level, format: format) }
-    }
-
-    private func serve(_ settings: ServeSettings, logger: Logger) throws {
-        let certPath = settings.string("server.quic_cert_path")
-        let keyPath = settings.string("server.quic_key_path")
+    private func serve(_ settings: RelaySettings, logger: Logger) throws {
+        let certPath = settings.server.certificatePath
+        let keyPath = settings.server.keyPath
         let fm = FileManager.default
-        if certPath == ServeSettings.defaults["server.quic_cert_path"], keyPath == ServeSettings.defaults["server.quic_key_path"],
+        if certPath == Defaults.byName["server.quic_cert_path"]?.defaultValue,
+           keyPath == Defaults.byName["server.quic_key_path"]?.defaultValue,
            !fm.fileExists(atPath: certPath), !fm.fileExists(atPath: keyPath) {
             try DevCertificate.generate(certificatePath: certPath, keyPath: keyPath)
             logger.notice("generated a self-signed development certificate", metadata: ["cert": "\(certPath)", "key": "\(keyPath)"])
@@ -59,19 +41,18 @@ struct ServeCommand: ParsableCommand {
         var quic = QUICConfiguration()
         quic.certificatePath = certPath
         quic.privateKeyPath = keyPath
-        quic.maxIdleTimeout = try settings.duration("quic.max_idle_timeout")
-        quic.keepAliveInterval = try settings.duration("limits.keepalive_interval")
-        let acceptRate = try settings.int("security.accept_rate")
-        switch settings.string("quic.retry") {
-        case "auto": quic.retryPolicy = .auto(acceptsPerSecond: acceptRate)
-        case "always": quic.retryPolicy = .always
-        case "never": quic.retryPolicy = .never
-        case let other: throw ValidationError("quic.retry: '\(other)' is not auto, always or never")
+        quic.maxIdleTimeout = settings.quic.maxIdleTimeout
+        quic.keepAliveInterval = settings.limits.keepaliveInterval
+        switch settings.quic.retry {
+        case .auto:
+            let rate = settings.security.acceptRate
+            let perSecond = Int((Double(rate.count) / max(0.001, Double(rate.window.components.seconds))).rounded(.up))
+            quic.retryPolicy = .auto(acceptsPerSecond: perSecond)
+        case .always: quic.retryPolicy = .always
+        case .never: quic.retryPolicy = .never
         }
-        let host = settings.string("server.listen_addr")
-        let port = try settings.port("server.listen_port")
-        guard let bindAddress = SocketAddress(ipAddress: host, port: port) else {
-            throw ValidationError("server.listen_addr: '\(host)' is not an IP address")
+        guard let bindAddress = SocketAddress(ipAddress: settings.server.listenAddress, port: settings.server.listenPort) else {
+            throw CLIError("server.listen_addr: '\(settings.server.listenAddress)' is not an IP address")
         }
 
         let endpoint = try QUICEndpoint(role: .server, configuration: quic, bindAddress: bindAddress, logger: logger)
@@ -85,6 +66,13 @@ struct ServeCommand: ParsableCommand {
         endpoint.stop()
         logger.info("stopped")
     }
+}
+
+/// The process logger: JSON lines (or text) on stderr at the configured level.
+func makeLogger(_ settings: RelaySettings) -> Logger {
+    let level = Logger.Level(rawValue: settings.logging.level) ?? .info
+    let format = StderrLogHandler.Format(rawValue: settings.logging.format) ?? .json
+    return Logger(label: "zrc-relay") { label in StderrLogHandler(label: label, level: level, format: format) }
 }
 
 /// Until the relay logic lands: every DATAGRAM frame goes back to its sender (transport tests only).

@@ -6,6 +6,6 @@ struct ZRCRelay: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zrc-relay",
         abstract: "A QUIC relay for ZRC remote-control peers.",
-        subcommands: [ServeCommand.self]
+        subcommands: [ServeCommand.self, ConfigCommand.self]
     )
 }

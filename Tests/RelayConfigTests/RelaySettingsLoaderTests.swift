@@ -1,0 +1,151 @@
+import Testing
+@testable import RelayConfig
+
+@Suite struct RelaySettingsLoaderTests {
+    func load(file: String? = nil, env: [String: String] = [:], flags: [String] = []) throws(ConfigError) -> RelaySettings {
+        try RelaySettingsLoader(fileText: file, fileName: "test.toml", environment: env, flags: flags).settings()
+    }
+
+    func error(file: String? = nil, env: [String: String] = [:], flags: [String] = []) -> ConfigError? {
+        do {
+            _ = try load(file: file, env: env, flags: flags)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func defaultsMatchTheDesign() throws {
+        let s = try load()
+        #expect(s.server.listenAddress == "0.0.0.0")
+        #expect(s.server.listenPort == 4433)
+        #expect(s.server.region == "local")
+        #expect(s.server.certificatePath == "certs/relay.crt")
+        #expect(s.quic.maxIdleTimeout == .seconds(30))
+        #expect(s.quic.retry == .auto)
+        #expect(s.limits.maxAllocations == 1000)
+        #expect(s.limits.maxAllocationsPerKey == 100)
+        #expect(s.limits.defaultBandwidthBitsPerSecond == 10_000_000)
+        #expect(s.limits.defaultQuotaBytes == 1_000_000_000)
+        #expect(s.limits.globalBandwidthBitsPerSecond == 0)
+        #expect(s.limits.allocationTimeout == .seconds(86_400))
+        #expect(s.limits.pairingTimeout == .seconds(60))
+        #expect(s.limits.idleTimeout == .seconds(30))
+        #expect(s.limits.keepaliveInterval == .seconds(15))
+        #expect(s.freeTier == .init(bandwidthBitsPerSecond: 10_000_000, quotaBytes: 1_000_000_000))
+        #expect(s.paidTier == .init(bandwidthBitsPerSecond: 40_000_000, quotaBytes: 4_000_000_000))
+        #expect(s.unlimitedTier == .init(bandwidthBitsPerSecond: 0, quotaBytes: 0))
+        #expect(s.auth.clockSkew == .seconds(30))
+        #expect(s.auth.maxTokenLifetime == .seconds(86_400))
+        #expect(s.security.allocationRatePerIP == EventRate(count: 10, window: .seconds(60)))
+        #expect(s.security.connectionRatePerIP == EventRate(count: 30, window: .seconds(60)))
+        #expect(s.security.acceptRate == EventRate(count: 500, window: .seconds(1)))
+        #expect(s.fallback == .init(enabled: true, tls: true))
+        #expect(s.metricsListen == HostPort(host: "0.0.0.0", port: 9464))
+        #expect(s.admin.enabled == false)
+        #expect(s.admin.listen == HostPort(host: "127.0.0.1", port: 9465))
+        #expect(s.redisURL == nil)
+        #expect(s.logging == .init(level: "info", format: "json"))
+    }
+
+    @Test func precedenceIsFlagThenEnvironmentThenFileThenDefault() throws {
+        let file = "[limits]\nmax_allocations = 10\nmax_allocations_per_key = 3\npairing_timeout = \"5s\"\n"
+        let env = ["ZRC_RELAY_LIMITS_MAX_ALLOCATIONS": "20", "ZRC_RELAY_LIMITS_MAX_ALLOCATIONS_PER_KEY": "4"]
+        let flags = ["--limits.max-allocations", "30"]
+        let s = try load(file: file, env: env, flags: flags)
+        #expect(s.limits.maxAllocations == 30)  // flag beats env and file
+        #expect(s.limits.maxAllocationsPerKey == 4)  // env beats file
+        #expect(s.limits.pairingTimeout == .seconds(5))  // file beats default
+        #expect(s.limits.idleTimeout == .seconds(30))  // default
+        let loader = try RelaySettingsLoader(fileText: file, environment: env, flags: flags)
+        #expect(loader.source(of: "limits.max_allocations") == .flag)
+        #expect(loader.source(of: "limits.max_allocations_per_key") == .environment)
+        #expect(loader.source(of: "limits.pairing_timeout") == .file)
+        #expect(loader.source(of: "limits.idle_timeout") == .default)
+    }
+
+    @Test func flagSpellings() throws {
+        #expect(try load(flags: ["--limits.max_allocations=7"]).limits.maxAllocations == 7)
+        #expect(try load(flags: ["--limits.max-allocations=8"]).limits.maxAllocations == 8)
+        #expect(try load(flags: ["--server.listen-port", "5000"]).server.listenPort == 5000)
+    }
+
+    @Test func tomlTypesAndTiers() throws {
+        let file = """
+            [server]
+            listen_port = 5555
+            region = "eu-west"
+            [limits]
+            default_bandwidth_limit = "2Mbps"
+            default_quota = "512MiB"
+            [tiers.paid]
+            quota = "10GB"
+            [auth]
+            trusted_keys = ["abc", "def"]
+            [fallback]
+            tls = false
+            """
+        let s = try load(file: file)
+        #expect(s.server.listenPort == 5555)
+        #expect(s.server.region == "eu-west")
+        #expect(s.freeTier == .init(bandwidthBitsPerSecond: 2_000_000, quotaBytes: 512 * 1_048_576))
+        #expect(s.paidTier == .init(bandwidthBitsPerSecond: 8_000_000, quotaBytes: 10_000_000_000))
+        #expect(s.auth.trustedKeys == ["abc", "def"])
+        #expect(s.fallback.tls == false)
+        #expect(try load(env: ["ZRC_RELAY_AUTH_TRUSTED_KEYS": "k1, k2"]).auth.trustedKeys == ["k1", "k2"])
+    }
+
+    @Test func unknownKeysAreRejectedInEveryLayer() {
+        #expect(error(file: "[limits]\nmax_alocations = 5\n") == ConfigError(key: "limits.max_alocations", problem: "unknown key"))
+        #expect(error(file: "[limitz]\nx = 1\n") == ConfigError(key: "limitz", problem: "unknown section"))
+        #expect(error(flags: ["--limits.bogus", "1"]) == ConfigError(key: "limits.bogus", problem: "unknown key"))
+        #expect(error(env: ["ZRC_RELAY_NOPE": "1"])?.key == "ZRC_RELAY_NOPE")
+        #expect(error(flags: ["stray"])?.key == "stray")
+        #expect(error(flags: ["--limits.max-allocations"]) == ConfigError(key: "limits.max-allocations", problem: "missing value"))
+    }
+
+    @Test func badValuesNameTheKey() {
+        let cases: [(String, String, String)] = [
+            ("limits.max_allocations", "-3", "not a non-negative integer"),
+            ("limits.pairing_timeout", "soon", "not a duration"),
+            ("limits.default_quota", "lots", "not a size"),
+            ("limits.default_bandwidth_limit", "fast", "not a bit rate"),
+            ("security.allocation_rate_per_ip", "10/fortnight", "not a rate"),
+            ("fallback.enabled", "maybe", "not true or false"),
+            ("quic.retry", "sometimes", "not one of"),
+            ("metrics.listen", "nowhere", "not host:port"),
+            ("server.listen_port", "70000", "not a port"),
+            ("server.listen_addr", "example.com", "not an IP address"),
+            ("logging.level", "loud", "not one of"),
+        ]
+        for (key, value, message) in cases {
+            let e = error(flags: ["--\(key)", value])
+            #expect(e?.key == key, "\(key)")
+            #expect(e?.problem.contains(message) == true, "\(key): \(e?.problem ?? "no error")")
+        }
+    }
+
+    @Test func malformedTOMLIsReportedAgainstTheFile() {
+        let e = error(file: "[limits\nmax_allocations = ")
+        #expect(e?.key == "test.toml")
+        #expect(e?.problem.hasPrefix("not valid TOML") == true)
+        #expect(error(file: "[limits]\nmax_allocations = 1979-05-27\n")?.key == "limits.max_allocations")
+        #expect(error(file: "[auth]\ntrusted_keys = [1, 2]\n")?.problem == "array elements must be strings")
+    }
+
+    @Test func inconsistentSettingsAreRefused() {
+        #expect(error(flags: ["--limits.keepalive-interval", "40s"])?.key == "limits.keepalive_interval")
+        #expect(error(flags: ["--admin.enabled", "true"])?.key == "admin.token")
+        #expect(error(flags: ["--limits.max-allocations", "0"])?.key == "limits.max_allocations")
+        #expect(error(flags: ["--admin.enabled", "true", "--admin.token", "s3cret"]) == nil)
+    }
+
+    @Test func effectiveLinesRedactSecrets() throws {
+        let loader = try RelaySettingsLoader(fileText: nil, environment: [:], flags: ["--admin.token", "s3cret", "--redis.url", "redis://:pw@host"])
+        let lines = loader.effectiveLines()
+        #expect(!lines.joined().contains("s3cret"))
+        #expect(!lines.joined().contains("pw@host"))
+        #expect(lines.contains("admin.token = \"<redacted>\"  # flag"))
+        #expect(lines.contains("server.listen_port = \"4433\"  # default"))
+    }
+}
