@@ -1,0 +1,432 @@
+/// Every allocation of the relay and the rules of DESIGN §5, as a state machine without I/O.
+///
+/// The shell calls one method per event (a verified ALLOCATE, a REFRESH, RELEASE, a closed
+/// connection, a datagram, a timer tick, an admin action) with the current time, and carries
+/// out the returned actions. One instance is used from one thread.
+///
+/// Allocation states, per allocation:
+/// - **waiting**: one side bound, the other never arrived (pairing timeout runs);
+/// - **paired**: both sides bound, datagrams flow;
+/// - **peer gone**: paired before, one side is away (idle timeout runs for it);
+/// - **ended**: removed; its id is remembered until its token expires (`allocation_ended`).
+public struct AllocationTable: Sendable {
+    /// Limits and timeouts (`limits.*`, `tiers.*`).
+    public struct Configuration: Sendable, Hashable {
+        public var maxAllocations: Int
+        public var maxAllocationsPerKey: Int
+        public var tiers: [Tier: TierLimits]
+        public var globalBandwidthBitsPerSecond: UInt64
+        public var allocationTimeout: Duration
+        public var pairingTimeout: Duration
+        public var idleTimeout: Duration
+        /// Minimum time between two STATUS throttled frames to one sender.
+        public var statusInterval: Duration = .seconds(5)
+        /// Minimum time between two `throttled` events of one allocation (log lines).
+        public var throttleEventInterval: Duration = .seconds(1)
+
+        public init(maxAllocations: Int = Defaults.maxAllocations, maxAllocationsPerKey: Int = Defaults.maxAllocationsPerKey,
+                    tiers: [Tier: TierLimits] = Defaults.tiers, globalBandwidthBitsPerSecond: UInt64 = 0,
+                    allocationTimeout: Duration = Defaults.allocationTimeout, pairingTimeout: Duration = Defaults.pairingTimeout,
+                    idleTimeout: Duration = Defaults.idleTimeout) {
+            self.maxAllocations = maxAllocations
+            self.maxAllocationsPerKey = maxAllocationsPerKey
+            self.tiers = tiers
+            self.globalBandwidthBitsPerSecond = globalBandwidthBitsPerSecond
+            self.allocationTimeout = allocationTimeout
+            self.pairingTimeout = pairingTimeout
+            self.idleTimeout = idleTimeout
+        }
+    }
+
+    /// Where the relay is reached, for ALLOCATED.
+    public struct Addressing: Sendable, Hashable {
+        public var relayPort: UInt16
+        public var relayAddress: String
+        public var observedAddress: String
+
+        public init(relayPort: UInt16, relayAddress: String, observedAddress: String) {
+            self.relayPort = relayPort
+            self.relayAddress = relayAddress
+            self.observedAddress = observedAddress
+        }
+    }
+
+    struct Side: Sendable {
+        let peer: PeerID
+        var connection: ConnectionHandle?
+        var leftAt: RelayInstant?
+        var bucket: TokenBucket
+        var bytesSent: UInt64 = 0
+        var droppedSinceStatus: UInt64 = 0
+        var lastStatusAt: RelayInstant?
+        var droppedSinceEvent: UInt64 = 0
+        var lastThrottleEventAt: RelayInstant?
+    }
+
+    struct Allocation: Sendable {
+        let id: AllocationID
+        let signer: SignerKey
+        let tier: Tier
+        let bandwidth: UInt64
+        let quota: UInt64
+        let createdAt: RelayInstant
+        let latestEnd: UInt64  // created (Unix) + allocation_timeout
+        var expiresAt: UInt64  // Unix seconds
+        var tokenExpiresAt: UInt64
+        var sides: [Side]  // [peer_a's side, peer_b's side]
+        var forwarded: UInt64 = 0
+        var quotaNoticeSent = false
+        var pairedOnce = false
+
+        var isPaired: Bool { sides[0].connection != nil && sides[1].connection != nil }
+
+        var peerState: PeerState {
+            if isPaired { return .paired }
+            return pairedOnce ? .peerGone : .waiting
+        }
+
+        func side(of peer: PeerID) -> Int { sides[0].peer == peer ? 0 : 1 }
+    }
+
+    struct Binding: Sendable {
+        let allocation: AllocationID
+        let side: Int
+    }
+
+    public private(set) var configuration: Configuration
+    private var allocations: [AllocationID: Allocation] = [:]
+    private var bindings: [ConnectionHandle: Binding] = [:]
+    private var perSigner: [SignerKey: Int] = [:]
+    /// Ended ids → the Unix time until which they are remembered (their token's expiry).
+    private var ended: [AllocationID: UInt64] = [:]
+    private var globalBucket: TokenBucket
+
+    public init(configuration: Configuration) {
+        self.configuration = configuration
+        self.globalBucket = TokenBucket(bitsPerSecond: configuration.globalBandwidthBitsPerSecond)
+    }
+
+    /// New limits for new allocations (SIGHUP). Live allocations keep theirs.
+    public mutating func reconfigure(_ configuration: Configuration) {
+        self.configuration = configuration
+        globalBucket.setRate(configuration.globalBandwidthBitsPerSecond)
+    }
+
+    public var count: Int { allocations.count }
+    public var boundConnectionCount: Int { bindings.count }
+
+    /// Whether the connection has an allocation.
+    public func isBound(_ connection: ConnectionHandle) -> Bool { bindings[connection] != nil }
+
+    /// The allocation a connection belongs to.
+    public func allocationID(of connection: ConnectionHandle) -> AllocationID? { bindings[connection]?.allocation }
+
+    // MARK: ALLOCATE
+
+    /// A client sent ALLOCATE with a token the verifier accepted. On refusal the actions are
+    /// ERROR + close for this connection only.
+    public mutating func allocate(
+        connection: ConnectionHandle, peer: PeerID, token: RelayTokenV1, addressing: Addressing,
+        now: RelayInstant, nowUnix: UInt64
+    ) -> [AllocationAction] {
+        if bindings[connection] != nil {
+            return refuse(connection, .badMessage, "this connection already has an allocation")
+        }
+        guard token.allows(peer) else {
+            return refuse(connection, .unknownPeer, "peer id is not named in the token")
+        }
+        if let until = ended[token.allocationID] {
+            if until > nowUnix { return refuse(connection, .allocationEnded, "allocation has ended") }
+            ended[token.allocationID] = nil
+        }
+        var actions: [AllocationAction] = []
+        if var allocation = allocations[token.allocationID] {
+            guard allocation.signer == token.signer,
+                  Set([allocation.sides[0].peer, allocation.sides[1].peer]) == Set([token.peerA, token.peerB])
+            else { return refuse(connection, .allocationMismatch, "token does not match the existing allocation") }
+            let index = allocation.side(of: peer)
+            let other = 1 - index
+            let wasGone = allocation.pairedOnce && allocation.sides[index].connection == nil
+            if let old = allocation.sides[index].connection {
+                // A newer connection for a bound peer id replaces the old one.
+                bindings[old] = nil
+                actions.append(.send(.goAway(.init(reason: .replaced)), to: old))
+                actions.append(.close(old, code: .replaced))
+            }
+            allocation.sides[index].connection = connection
+            allocation.sides[index].leftAt = nil
+            if token.expiresAt > allocation.tokenExpiresAt {
+                allocation.tokenExpiresAt = token.expiresAt
+                allocation.expiresAt = min(token.expiresAt, allocation.latestEnd)
+            }
+            bindings[connection] = Binding(allocation: allocation.id, side: index)
+            actions.append(.send(.allocated(allocated(allocation, addressing)), to: connection))
+            let firstPairing = !allocation.pairedOnce && allocation.isPaired
+            if allocation.isPaired { allocation.pairedOnce = true }
+            actions.append(.send(.peer(allocation.peerState), to: connection))
+            if allocation.isPaired, let otherConnection = allocation.sides[other].connection, firstPairing || wasGone {
+                actions.append(.send(.peer(.paired), to: otherConnection))
+            }
+            if firstPairing { actions.append(.event(.paired(allocation.id))) }
+            allocations[allocation.id] = allocation
+            return actions
+        }
+        guard allocations.count < configuration.maxAllocations else {
+            return refuse(connection, .capacity, "relay is at max_allocations")
+        }
+        guard perSigner[token.signer, default: 0] < configuration.maxAllocationsPerKey else {
+            return refuse(connection, .capacity, "signer is at max_allocations_per_key")
+        }
+        let limits = configuration.tiers[token.tier] ?? TierLimits(bandwidthBitsPerSecond: 0, quotaBytes: 0)
+        let bandwidth = TierLimits.effective(token: token.bandwidthBitsPerSecond, tier: limits.bandwidthBitsPerSecond)
+        let quota = TierLimits.effective(token: token.quotaBytes, tier: limits.quotaBytes)
+        let (latestEnd, overflow) = nowUnix.addingReportingOverflow(configuration.allocationTimeout.wholeSeconds)
+        let cap = overflow ? UInt64.max : latestEnd
+        var allocation = Allocation(
+            id: token.allocationID, signer: token.signer, tier: token.tier, bandwidth: bandwidth, quota: quota,
+            createdAt: now, latestEnd: cap, expiresAt: min(token.expiresAt, cap), tokenExpiresAt: token.expiresAt,
+            sides: [Side(peer: token.peerA, bucket: TokenBucket(bitsPerSecond: bandwidth)),
+                    Side(peer: token.peerB, bucket: TokenBucket(bitsPerSecond: bandwidth))])
+        let index = allocation.side(of: peer)
+        allocation.sides[index].connection = connection
+        if token.peerA == token.peerB {
+            // Degenerate token naming one peer twice: both sides are that peer; it can never pair.
+            allocation.sides[1 - index].leftAt = nil
+        }
+        allocations[allocation.id] = allocation
+        bindings[connection] = Binding(allocation: allocation.id, side: index)
+        perSigner[token.signer, default: 0] += 1
+        actions.append(.event(.created(allocation.id, tier: token.tier)))
+        actions.append(.send(.allocated(allocated(allocation, addressing)), to: connection))
+        actions.append(.send(.peer(.waiting), to: connection))
+        return actions
+    }
+
+    private func allocated(_ a: Allocation, _ addressing: Addressing) -> ControlFrame.Allocated {
+        ControlFrame.Allocated(
+            allocationID: a.id, expiresAt: a.expiresAt, bandwidthBitsPerSecond: a.bandwidth, quotaBytes: a.quota,
+            relayPort: addressing.relayPort, relayAddress: addressing.relayAddress, observedAddress: addressing.observedAddress)
+    }
+
+    /// ERROR + close for a connection that has no allocation (a refused ALLOCATE, a bad token…).
+    public func refuse(_ connection: ConnectionHandle, _ code: RelayErrorCode, _ reason: String) -> [AllocationAction] {
+        [.send(.error(code: code, reason: reason), to: connection), .close(connection, code: code)]
+    }
+
+    // MARK: REFRESH, RELEASE, connection loss
+
+    /// REFRESH with a token the verifier accepted: extends expires_at, or ERROR (nothing else changes).
+    public mutating func refresh(connection: ConnectionHandle, token: RelayTokenV1) -> [AllocationAction] {
+        guard let binding = bindings[connection], var allocation = allocations[binding.allocation] else {
+            return [.send(.error(code: .badMessage, reason: "REFRESH before ALLOCATE"), to: connection)]
+        }
+        guard token.allocationID == allocation.id, token.signer == allocation.signer else {
+            return [.send(.error(code: .allocationMismatch, reason: "token is for another allocation or signer"), to: connection)]
+        }
+        allocation.tokenExpiresAt = max(allocation.tokenExpiresAt, token.expiresAt)
+        allocation.expiresAt = max(allocation.expiresAt, min(token.expiresAt, allocation.latestEnd))
+        allocations[allocation.id] = allocation
+        return [.send(.refreshed(expiresAt: allocation.expiresAt), to: connection)]
+    }
+
+    /// RELEASE: ends the allocation for both sides (`released`).
+    public mutating func release(connection: ConnectionHandle, now: RelayInstant) -> [AllocationAction] {
+        guard let binding = bindings[connection] else {
+            return [.send(.error(code: .badMessage, reason: "RELEASE before ALLOCATE"), to: connection)]
+        }
+        var actions: [AllocationAction] = []
+        end(binding.allocation, outcome: .released, code: .released, reason: "released", now: now, into: &actions)
+        return actions
+    }
+
+    /// The connection is gone (closed, timed out, replaced elsewhere). The other side hears
+    /// PEER peer gone; the idle timer starts.
+    public mutating func connectionClosed(_ connection: ConnectionHandle, now: RelayInstant) -> [AllocationAction] {
+        guard let binding = bindings.removeValue(forKey: connection), var allocation = allocations[binding.allocation],
+              allocation.sides[binding.side].connection == connection
+        else { return [] }
+        let wasPaired = allocation.isPaired
+        allocation.sides[binding.side].connection = nil
+        allocation.sides[binding.side].leftAt = now
+        allocations[allocation.id] = allocation
+        if wasPaired, let other = allocation.sides[1 - binding.side].connection {
+            return [.send(.peer(.peerGone), to: other)]
+        }
+        return []
+    }
+
+    // MARK: Datagrams
+
+    /// Decides what happens to one datagram of `length` payload bytes from `connection`.
+    /// Control actions it causes (QUOTA, STATUS, the end of an allocation at its quota) are
+    /// appended to `actions`; the common forward case appends nothing and allocates nothing.
+    public mutating func forwardDatagram(
+        from connection: ConnectionHandle, length: Int, now: RelayInstant, actions: inout [AllocationAction]
+    ) -> ForwardDecision {
+        guard let binding = bindings[connection],
+              let (decision, quotaExceeded) = allocations[binding.allocation]?.forward(
+                from: binding.side, length: length, now: now, global: &globalBucket,
+                configuration: configuration, actions: &actions)
+        else { return .drop(.unpaired) }
+        if quotaExceeded {
+            end(binding.allocation, outcome: .quotaExceeded, code: .quotaExceeded, reason: "quota exceeded", now: now, into: &actions)
+        }
+        return decision
+    }
+
+    // MARK: Time
+
+    /// Ends allocations whose token expired or whose allocation_timeout, pairing_timeout or
+    /// idle_timeout passed, and forgets ended ids whose token expired. Call every few hundred ms.
+    public mutating func expire(now: RelayInstant, nowUnix: UInt64) -> [AllocationAction] {
+        var actions: [AllocationAction] = []
+        for (id, allocation) in allocations {
+            if nowUnix >= allocation.expiresAt {
+                end(id, outcome: .expired, code: .allocationExpired, reason: "allocation expired", now: now, into: &actions)
+                continue
+            }
+            if !allocation.pairedOnce, now.since(allocation.createdAt) >= configuration.pairingTimeout {
+                end(id, outcome: .peerTimeout, code: .peerTimeout, reason: "the other peer did not arrive", now: now, into: &actions)
+                continue
+            }
+            let away = allocation.sides.contains { side in
+                side.connection == nil && side.leftAt.map { now.since($0) >= configuration.idleTimeout } == true
+            }
+            if away {
+                end(id, outcome: .peerTimeout, code: .peerTimeout, reason: "a peer did not come back", now: now, into: &actions)
+            }
+        }
+        ended = ended.filter { $0.value > nowUnix }
+        return actions
+    }
+
+    // MARK: Admin, revocation, shutdown
+
+    /// Ends one allocation (`admin_terminated`). Empty if it does not exist.
+    public mutating func terminate(_ id: AllocationID, now: RelayInstant) -> [AllocationAction] {
+        var actions: [AllocationAction] = []
+        end(id, outcome: .adminTerminated, code: .adminTerminated, reason: "terminated by an administrator", now: now, into: &actions)
+        return actions
+    }
+
+    /// Ends the allocation at once (`revoked`).
+    public mutating func revoke(allocationID id: AllocationID, now: RelayInstant) -> [AllocationAction] {
+        var actions: [AllocationAction] = []
+        end(id, outcome: .revoked, code: .revoked, reason: "revoked", now: now, into: &actions)
+        return actions
+    }
+
+    /// Ends every allocation of this signer (`revoked`).
+    public mutating func revoke(signer: SignerKey, now: RelayInstant) -> [AllocationAction] {
+        var actions: [AllocationAction] = []
+        for (id, allocation) in allocations where allocation.signer == signer {
+            end(id, outcome: .revoked, code: .revoked, reason: "signer revoked", now: now, into: &actions)
+        }
+        return actions
+    }
+
+    /// Ends every allocation (`draining`), at the end of a graceful shutdown.
+    public mutating func endAll(now: RelayInstant) -> [AllocationAction] {
+        var actions: [AllocationAction] = []
+        for id in Array(allocations.keys) {
+            end(id, outcome: .draining, code: .draining, reason: "relay is shutting down", now: now, into: &actions)
+        }
+        return actions
+    }
+
+    /// Every connection that is bound to an allocation (for GOAWAY at shutdown).
+    public var boundConnections: [ConnectionHandle] { Array(bindings.keys) }
+
+    private mutating func end(_ id: AllocationID, outcome: AllocationOutcome, code: RelayErrorCode, reason: String,
+                              now: RelayInstant, into actions: inout [AllocationAction]) {
+        guard let allocation = allocations.removeValue(forKey: id) else { return }
+        for side in allocation.sides {
+            if let connection = side.connection {
+                bindings[connection] = nil
+                actions.append(.send(.error(code: code, reason: reason), to: connection))
+                actions.append(.close(connection, code: code))
+            }
+        }
+        if let n = perSigner[allocation.signer] {
+            perSigner[allocation.signer] = n > 1 ? n - 1 : nil
+        }
+        ended[id] = allocation.tokenExpiresAt
+        let usage = allocation.quota > 0 ? Double(allocation.forwarded) / Double(allocation.quota) : nil
+        actions.append(.event(.ended(id, outcome: outcome, bytesAToB: allocation.sides[0].bytesSent,
+                                     bytesBToA: allocation.sides[1].bytesSent, duration: now.since(allocation.createdAt),
+                                     quotaUsage: usage)))
+    }
+
+    // MARK: Views
+
+    public func snapshot(now: RelayInstant) -> [AllocationSnapshot] {
+        allocations.values.map { snapshot($0, now: now) }.sorted { $0.id < $1.id }
+    }
+
+    public func snapshot(of id: AllocationID, now: RelayInstant) -> AllocationSnapshot? {
+        allocations[id].map { snapshot($0, now: now) }
+    }
+
+    private func snapshot(_ a: Allocation, now: RelayInstant) -> AllocationSnapshot {
+        AllocationSnapshot(
+            id: a.id, state: a.peerState, signer: a.signer, tier: a.tier,
+            peerABound: a.sides[0].connection != nil, peerBBound: a.sides[1].connection != nil,
+            bytesAToB: a.sides[0].bytesSent, bytesBToA: a.sides[1].bytesSent, quotaBytes: a.quota,
+            bandwidthBitsPerSecond: a.bandwidth, expiresAt: a.expiresAt, age: now.since(a.createdAt))
+    }
+
+    /// Whether an id is remembered as ended.
+    public func hasEnded(_ id: AllocationID) -> Bool { ended[id] != nil }
+}
+
+extension AllocationTable.Allocation {
+    /// The per-datagram rules: pairing, quota, the sender's bucket, the global bucket, the 90 %
+    /// notice. Returns the decision and whether the quota is now exceeded (the caller ends it).
+    mutating func forward(
+        from index: Int, length: Int, now: RelayInstant, global: inout TokenBucket,
+        configuration: AllocationTable.Configuration, actions: inout [AllocationAction]
+    ) -> (ForwardDecision, Bool) {
+        guard let target = sides[1 - index].connection else { return (.drop(.unpaired), false) }
+        let size = UInt64(max(0, length))
+        if quota > 0 {
+            let (total, overflow) = forwarded.addingReportingOverflow(size)
+            if overflow || total > quota { return (.drop(.quota), true) }
+        }
+        guard sides[index].bucket.canConsume(length, now: now) else {
+            throttled(side: index, now: now, configuration: configuration, actions: &actions)
+            return (.drop(.bandwidth), false)
+        }
+        guard global.canConsume(length, now: now) else { return (.drop(.globalBandwidth), false) }
+        sides[index].bucket.consume(length)
+        global.consume(length)
+        forwarded &+= size
+        sides[index].bytesSent &+= size
+        if quota > 0, !quotaNoticeSent, forwarded.multipliedFullWidth(by: 10) >= quota.multipliedFullWidth(by: 9) {
+            quotaNoticeSent = true
+            for side in sides {
+                if let c = side.connection { actions.append(.send(.quota(used: forwarded, quota: quota), to: c)) }
+            }
+        }
+        return (.forward(to: target), false)
+    }
+
+    /// Counts a bandwidth drop; STATUS to the sender at most once per statusInterval, an event
+    /// at most once per throttleEventInterval.
+    mutating func throttled(side index: Int, now: RelayInstant, configuration: AllocationTable.Configuration,
+                            actions: inout [AllocationAction]) {
+        sides[index].droppedSinceStatus &+= 1
+        sides[index].droppedSinceEvent &+= 1
+        let side = sides[index]
+        if let connection = side.connection,
+           side.lastStatusAt.map({ now.since($0) >= configuration.statusInterval }) ?? true {
+            actions.append(.send(.status(kind: .throttled, dropped: side.droppedSinceStatus), to: connection))
+            sides[index].droppedSinceStatus = 0
+            sides[index].lastStatusAt = now
+        }
+        if side.lastThrottleEventAt.map({ now.since($0) >= configuration.throttleEventInterval }) ?? true {
+            actions.append(.event(.throttled(id, dropped: side.droppedSinceEvent)))
+            sides[index].droppedSinceEvent = 0
+            sides[index].lastThrottleEventAt = now
+        }
+    }
+}

@@ -1,0 +1,80 @@
+/// The I/O shell's handle for one client connection (QUIC or TCP); opaque to the core.
+public struct ConnectionHandle: Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt64
+    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
+    public var description: String { "\(rawValue)" }
+}
+
+/// Why an allocation ended (the `outcome` label of `allocations_total`).
+public enum AllocationOutcome: String, Sendable, Hashable, CaseIterable {
+    case released, expired, quotaExceeded = "quota_exceeded", peerTimeout = "peer_timeout"
+    case adminTerminated = "admin_terminated", revoked, draining
+}
+
+/// Why the core refused to forward a datagram (`packets_dropped_total{reason}`).
+public enum DropReason: String, Sendable, Hashable, CaseIterable {
+    case unpaired, bandwidth, globalBandwidth = "global_bandwidth", tooLarge = "too_large", queueFull = "queue_full", quota
+}
+
+/// The hot-path answer for one datagram.
+public enum ForwardDecision: Sendable, Hashable {
+    /// Send the payload unchanged on this connection.
+    case forward(to: ConnectionHandle)
+    /// Drop it, counted under this reason.
+    case drop(DropReason)
+}
+
+/// Events for logs, metrics and billing.
+public enum AllocationEvent: Sendable, Hashable {
+    case created(AllocationID, tier: Tier)
+    case paired(AllocationID)
+    /// Bytes each way: A→B (sent by peer_a's side) and B→A.
+    case ended(AllocationID, outcome: AllocationOutcome, bytesAToB: UInt64, bytesBToA: UInt64, duration: Duration,
+               quotaUsage: Double?)
+    /// Datagrams were dropped by the bandwidth cap (at most once per second per allocation).
+    case throttled(AllocationID, dropped: UInt64)
+}
+
+/// What the shell must do after a core call.
+public enum AllocationAction: Sendable, Hashable {
+    /// Write this frame on the connection's control stream.
+    case send(ControlFrame, to: ConnectionHandle)
+    /// Close the connection with this code (0 after GOAWAY replaced).
+    case close(ConnectionHandle, code: RelayErrorCode)
+    /// Log / count / publish.
+    case event(AllocationEvent)
+}
+
+/// Limits of one tier after resolution (0 = no cap).
+public struct TierLimits: Sendable, Hashable {
+    public var bandwidthBitsPerSecond: UInt64
+    public var quotaBytes: UInt64
+
+    public init(bandwidthBitsPerSecond: UInt64, quotaBytes: UInt64) {
+        self.bandwidthBitsPerSecond = bandwidthBitsPerSecond
+        self.quotaBytes = quotaBytes
+    }
+
+    /// The token's value narrowed to the tier (§3): 0 = the tier's; lower narrows; higher is capped.
+    static func effective(token: UInt64, tier: UInt64) -> UInt64 {
+        if token == 0 { return tier }
+        if tier == 0 { return token }
+        return min(token, tier)
+    }
+}
+
+/// A read-only view of one allocation for the admin API.
+public struct AllocationSnapshot: Sendable, Hashable {
+    public var id: AllocationID
+    public var state: PeerState
+    public var signer: SignerKey
+    public var tier: Tier
+    public var peerABound: Bool
+    public var peerBBound: Bool
+    public var bytesAToB: UInt64
+    public var bytesBToA: UInt64
+    public var quotaBytes: UInt64
+    public var bandwidthBitsPerSecond: UInt64
+    public var expiresAt: UInt64
+    public var age: Duration
+}
