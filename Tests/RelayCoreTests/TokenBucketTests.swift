@@ -35,3 +35,52 @@ import Testing
         }
     }
 }
+
+@Suite struct CIDRSetTests {
+    @Test func parsesAndMatches() throws {
+        let set = try CIDRSet(parsing: ["10.0.0.0/8", "192.168.1.7", "2001:db8::/32", "::1"])
+        #expect(set.contains([10, 200, 3, 4]))
+        #expect(!set.contains([11, 0, 0, 1]))
+        #expect(set.contains([192, 168, 1, 7]))
+        #expect(!set.contains([192, 168, 1, 8]))
+        #expect(set.contains(IPAddressParser.parse("2001:db8:ffff::5")!))
+        #expect(!set.contains(IPAddressParser.parse("2001:db9::5")!))
+        #expect(set.contains(IPAddressParser.parse("::1")!))
+        #expect(set.contains(IPAddressParser.parse("::ffff:10.1.2.3")!))  // mapped v4
+        #expect(try CIDRSet(parsing: ["0.0.0.0/0"]).contains([8, 8, 8, 8]))
+    }
+
+    @Test func rejectsBadEntries() {
+        for bad in ["10.0.0.0/33", "10.0.0/8", "300.1.1.1", "host.example", "2001:db8::/129", "1::2::3", "01.2.3.4", ""] {
+            #expect(throws: CIDRError.self) { try CIDRSet(parsing: [bad]) }
+        }
+    }
+
+    @Test func ipv6Forms() {
+        #expect(IPAddressParser.parse("::")! == [UInt8](repeating: 0, count: 16))
+        #expect(IPAddressParser.parse("1:2:3:4:5:6:7:8")!.count == 16)
+        #expect(IPAddressParser.parse("[fe80::1]")!.last == 1)
+        #expect(IPAddressParser.parse("1:2:3:4:5:6:7:8:9") == nil)
+        #expect(IPAddressParser.parse(":1") == nil)
+    }
+}
+
+@Suite struct IPRateLimiterTests {
+    @Test func limitsPerWindow() {
+        var r = IPRateLimiter(limit: 3, window: .seconds(60))
+        let ip: [UInt8] = [1, 2, 3, 4]
+        var decisions: [IPRateLimiter.Decision] = []
+        for i in 0..<5 { decisions.append(r.record(ip, now: .seconds(Double(i)))) }
+        #expect(decisions == [.allowed, .allowed, .allowed, .limited, .limited])
+        let other = r.record([5, 6, 7, 8], now: .seconds(5))
+        #expect(other == .allowed)
+        let later = r.record(ip, now: .seconds(61))
+        #expect(later == .allowed)
+    }
+
+    @Test func tableIsBounded() {
+        var r = IPRateLimiter(limit: 10, window: .seconds(60), capacity: 100)
+        for i in 0..<10_000 { _ = r.record([UInt8(i >> 8), UInt8(i & 0xFF), 0, 1], now: .seconds(1)) }
+        #expect(r.trackedCount <= 100)
+    }
+}
