@@ -11,6 +11,8 @@ let package = Package(
     products: [
         .executable(name: "zrc-relay", targets: ["ZRCRelayCLI"]),
         .library(name: "QUICTransport", targets: ["QUICTransport"]),
+        .library(name: "RelayCore", targets: ["RelayCore"]),
+        .library(name: "RelayClient", targets: ["RelayClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -45,6 +47,22 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "RelayServer",
+            dependencies: [
+                "RelayCore", "QUICTransport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "RelayClient",
+            dependencies: [
+                "RelayCore", "QUICTransport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "RelayConfig",
             dependencies: [
                 .product(name: "Configuration", package: "swift-configuration"),
@@ -57,6 +75,9 @@ let package = Package(
             dependencies: [
                 "QUICTransport",
                 "RelayConfig",
+                "RelayCore",
+                "RelayServer",
+                "RelayClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -70,6 +91,16 @@ let package = Package(
             dependencies: ["RelayCore", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ZRCTestSupport",
+            path: "Tests/ZRCTestSupport"
+        ),
+        .testTarget(
+            name: "RelayServerTests",
+            dependencies: ["ZRCTestSupport", "RelayServer", "RelayClient", "RelayCore", "QUICTransport",
+                           .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "RelayConfigTests",
             dependencies: ["RelayConfig"],
@@ -77,7 +108,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QUICTransportTests",
-            dependencies: ["QUICTransport"],
+            dependencies: ["QUICTransport", "ZRCTestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -176,17 +176,24 @@ extension QUICConnection {
     /// Writes everything that may go out now (control data, queued datagrams, ACKs, probes)
     /// into the endpoint's send batch.
     func flush(now: UInt64) {
-        if let pending = pendingClose {
-            pendingClose = nil
-            writeApplicationClose(pending, now: now)
-            return
-        }
-        guard let conn else { return }
+        guard conn != nil else { return }
         switch state {
         case .handshaking, .established: break
         case .closing, .draining, .closed: return
         }
+        if let pending = pendingClose {
+            // Control frames written before close() (ERROR, GOAWAY) leave first, then CONNECTION_CLOSE.
+            if control.hasUnsent, case .established = state { writePackets(now: now, includeDatagrams: false) }
+            pendingClose = nil
+            writeApplicationClose(pending, now: now)
+            return
+        }
         dropStaleDatagrams(now: now)
+        writePackets(now: now, includeDatagrams: true)
+    }
+
+    private func writePackets(now: UInt64, includeDatagrams: Bool) {
+        guard let conn else { return }
         let batch = endpoint.sendBatch
         let path = endpoint.writePath
         let maxPacket = ngtcp2_conn_get_max_tx_udp_payload_size(conn)
@@ -217,7 +224,7 @@ extension QUICConnection {
                     }
                     written = n
                     break
-                } else if let head = datagrams.first, case .established = state {
+                } else if includeDatagrams, let head = datagrams.first, case .established = state {
                     if Int(head.length) > maxDatagramPayloadSize {
                         dropHead(reason: .tooLarge)
                         continue

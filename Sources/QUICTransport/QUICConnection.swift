@@ -119,6 +119,16 @@ public final class QUICConnection {
         return max(0, min(byPath, byPeer, endpoint.configuration.maxDatagramPayload))
     }
 
+    /// The server name (SNI) the client asked for, if any (server role).
+    public var requestedServerName: String? {
+        guard let session else { return nil }
+        var buffer = [CChar](repeating: 0, count: 256)
+        var length = buffer.count
+        var type: UInt32 = 0
+        guard gnutls_server_name_get(session, &buffer, &length, &type, 0) == 0, length > 0, length < buffer.count else { return nil }
+        return String(decoding: buffer.prefix(length).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     /// Current smoothed RTT, for diagnostics.
     public var smoothedRTT: Duration {
         guard let conn else { return .zero }

@@ -58,8 +58,9 @@ public final class QUICEndpoint: @unchecked Sendable {
     private var timers = TimerHeap()
     private var flushQueue: [QUICConnection] = []
     private var nextHandle: UInt64 = 1
-    /// The loop's notion of now, refreshed once per wake-up (cheap timestamps for queues).
-    private(set) var loopTime: UInt64 = 0
+    /// The loop's notion of now (CLOCK_MONOTONIC nanoseconds), refreshed once per batch: a
+    /// cheap timestamp for the layer above on the loop thread.
+    public private(set) var loopTime: UInt64 = 0
     private var attemptWindowStart: UInt64 = 0
     private var attemptsInWindow = 0
     private var resetWindowStart: UInt64 = 0

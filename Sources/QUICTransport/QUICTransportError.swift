@@ -36,6 +36,9 @@ public struct QUICTransportError: Error, Hashable, CustomStringConvertible {
         Self(code: .tls, reason: "\(call) failed (GnuTLS error \(status))")
     }
 
+    /// A client connection could not be created.
+    public static let connectFailed = Self(code: .invalidArgument, reason: "cannot open a QUIC connection")
+
     @inline(never)
     static func invalid(_ reason: String) -> Self {
         Self(code: .invalidArgument, reason: reason)

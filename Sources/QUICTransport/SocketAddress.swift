@@ -102,6 +102,23 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         return nil
     }
 
+    /// The local address the kernel would send from to reach `remote` (a connected UDP socket's
+    /// name; no packet is sent). Used as "the address the client reached" on a wildcard bind.
+    public static func localAddress(toward remote: SocketAddress) -> SocketAddress? {
+        let fd = socket(remote.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        let storage = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 1)
+        defer { storage.deallocate() }
+        let length = remote.write(to: storage)
+        let connected = storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) }
+        guard connected == 0 else { return nil }
+        var nameLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let named = storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &nameLength) }
+        guard named == 0 else { return nil }
+        return storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress(sockaddr: $0, length: nameLength) }
+    }
+
     /// Decodes a kernel `sockaddr`; `nil` for families other than IPv4 and IPv6.
     init?(sockaddr pointer: UnsafePointer<sockaddr>, length: socklen_t) {
         switch Int32(pointer.pointee.sa_family) {

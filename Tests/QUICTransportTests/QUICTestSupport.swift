@@ -3,30 +3,7 @@ import Logging
 import Synchronization
 import Testing
 @testable import QUICTransport
-
-/// A throwaway self-signed certificate made with GnuTLS's certtool.
-enum TestCertificate {
-    static let paths: (cert: String, key: String) = {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("zrc-quic-tests-\(getpid())").path
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let key = dir + "/key.pem", cert = dir + "/cert.pem", template = dir + "/cert.cfg"
-        try? "cn = localhost\ndns_name = localhost\nip_address = 127.0.0.1\ntls_www_server\nsigning_key\nexpiration_days = 2\n"
-            .write(toFile: template, atomically: true, encoding: .utf8)
-        run(["certtool", "--generate-privkey", "--key-type=ecdsa", "--curve=secp256r1", "--outfile", key])
-        run(["certtool", "--generate-self-signed", "--load-privkey", key, "--template", template, "--outfile", cert])
-        return (cert, key)
-    }()
-
-    private static func run(_ arguments: [String]) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try? process.run()
-        process.waitUntilExit()
-    }
-}
+import ZRCTestSupport
 
 /// Records an endpoint's events (called on its loop thread) for tests to wait on.
 final class RecordingDelegate: QUICEndpointDelegate, @unchecked Sendable {

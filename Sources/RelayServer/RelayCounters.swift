@@ -1,0 +1,60 @@
+import RelayCore
+
+/// Everything the relay counts (DESIGN §7). Owned by the relay's loop thread (plain integers,
+/// no atomics on the datagram path); readers get a copy through `RelayServer.counters()`.
+/// Labels are small enums, never ids or addresses.
+public struct RelayCounters: Sendable, Hashable {
+    /// Transports a datagram can arrive or leave on.
+    public enum Transport: String, Sendable, CaseIterable { case quic, tcp }
+    /// `rate_limit_hits_total{kind}`.
+    public enum RateLimitKind: String, Sendable, CaseIterable { case connection, allocation, accept, blocked }
+
+    public var bytesForwarded: [Transport: UInt64] = [:]
+    public var packetsForwarded: [Transport: UInt64] = [:]
+    public var connections: [Transport: Int] = [:]
+    public var packetsDropped: [DropReason: UInt64] = [:]
+    public var allocationsEnded: [AllocationOutcome: UInt64] = [:]
+    public var allocationsCreated: UInt64 = 0
+    public var activeAllocations = 0
+    public var rateLimitHits: [RateLimitKind: UInt64] = [:]
+    /// ERROR frames sent and close codes used, by code name.
+    public var errors: [String: UInt64] = [:]
+    /// `ok` or the rejection code name.
+    public var tokenVerifications: [String: UInt64] = [:]
+    /// Ended allocations' durations (seconds) and quota usage ratios, for histograms.
+    public var endedDurations: [Double] = []
+    public var endedQuotaUsage: [Double] = []
+
+    // Fast-path counters kept as plain fields (dictionary updates cost more per datagram).
+    var quicPackets: UInt64 = 0
+    var quicBytes: UInt64 = 0
+    var tcpPackets: UInt64 = 0
+    var tcpBytes: UInt64 = 0
+
+    public init() {}
+
+    @inline(__always)
+    mutating func forwarded(bytes: Int, transport: Transport) {
+        if transport == .quic {
+            quicPackets &+= 1
+            quicBytes &+= UInt64(bytes)
+        } else {
+            tcpPackets &+= 1
+            tcpBytes &+= UInt64(bytes)
+        }
+    }
+
+    mutating func dropped(_ reason: DropReason, count: Int = 1) {
+        packetsDropped[reason, default: 0] &+= UInt64(max(0, count))
+    }
+
+    /// A copy with the fast-path fields folded into the labelled maps.
+    func snapshot() -> RelayCounters {
+        var copy = self
+        copy.packetsForwarded[.quic] = quicPackets
+        copy.bytesForwarded[.quic] = quicBytes
+        copy.packetsForwarded[.tcp] = tcpPackets
+        copy.bytesForwarded[.tcp] = tcpBytes
+        return copy
+    }
+}

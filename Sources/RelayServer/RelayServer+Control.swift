@@ -1,0 +1,126 @@
+import Logging
+import QUICTransport
+import RelayCore
+
+extension RelayServer {
+    /// One control frame from a client.
+    func handle(_ frame: ControlFrame, from connection: QUICConnection, state: ConnectionState) {
+        let handle = ConnectionHandle(connection.id)
+        switch frame {
+        case .allocate(let peer, let tokenBytes):
+            if draining {
+                refuse(handle, .draining, "relay is shutting down", state)
+                return
+            }
+            if allocationLimiterRecord(state.remote) == .limited {
+                refuse(handle, .rateLimited, "too many allocations from this address", state)
+                return
+            }
+            switch verify(tokenBytes, state: state) {
+            case .rejected(let code):
+                refuse(handle, code, "token refused: \(code.name)", state)
+            case .valid(let token):
+                let addressing = AllocationTable.Addressing(
+                    relayPort: configuration.relayPort,
+                    relayAddress: relayAddress(for: connection),
+                    observedAddress: connection.remoteAddress.description)
+                let result = table.allocate(connection: handle, peer: peer, token: token, addressing: addressing, now: now, nowUnix: nowUnix)
+                if table.isBound(handle) {
+                    state.logger[metadataKey: "zrc.allocation.id"] = "\(token.allocationID)"
+                }
+                perform(result)
+            }
+        case .refresh(let tokenBytes):
+            switch verify(tokenBytes, state: state) {
+            case .rejected(let code):
+                send(.error(code: code, reason: "refresh refused: \(code.name)"), to: handle)
+            case .valid(let token):
+                perform(table.refresh(connection: handle, token: token))
+            }
+        case .release:
+            perform(table.release(connection: handle, now: now))
+        case .allocated, .peer, .quota, .refreshed, .goAway, .status, .error:
+            // The parser only yields client frames; this is unreachable.
+            refuse(handle, .badMessage, "unexpected frame", state)
+        }
+    }
+
+    private func allocationLimiterRecord(_ remote: SocketAddress) -> IPRateLimiter.Decision {
+        let decision = recordAllocationAttempt(remote.addressBytes)
+        if decision == .limited { countRateLimit(.allocation) }
+        return decision
+    }
+
+    private func verify(_ bytes: [UInt8], state: ConnectionState) -> TokenVerification {
+        let result = verifyToken(bytes)
+        switch result {
+        case .valid:
+            countTokenVerification("ok")
+        case .rejected(let code):
+            countTokenVerification(code.name)
+            state.logger.notice("token refused", metadata: ["zrc.error.code": "\(code.name)"])
+        }
+        return result
+    }
+
+    private func refuse(_ handle: ConnectionHandle, _ code: RelayErrorCode, _ reason: String, _ state: ConnectionState) {
+        state.logger.info("allocation refused", metadata: ["zrc.error.code": "\(code.name)"])
+        perform(table.refuse(handle, code, reason))
+    }
+
+    /// `server.public_addr`, else the name the client asked for (SNI), else the local address
+    /// the kernel uses toward the client.
+    private func relayAddress(for connection: QUICConnection) -> String {
+        if let configured = configuration.publicAddress { return configured }
+        if let name = connection.requestedServerName, !name.isEmpty { return name }
+        let bound = endpoint.localAddress
+        switch bound.host {
+        case .v4(0, 0, 0, 0): break
+        case .v6(let bytes, _) where bytes.allSatisfy({ $0 == 0 }): break
+        default: return bound.hostString
+        }
+        return SocketAddress.localAddress(toward: connection.remoteAddress)?.hostString ?? bound.hostString
+    }
+
+    // MARK: Carrying out actions
+
+    func perform(_ actions: [AllocationAction]) {
+        for action in actions {
+            switch action {
+            case .send(let frame, let to):
+                send(frame, to: to)
+            case .close(let handle, let code):
+                close(handle, code: code)
+            case .event(let event):
+                record(event)
+            }
+        }
+    }
+
+    func send(_ frame: ControlFrame, to handle: ConnectionHandle) {
+        if case .error(let code, _) = frame { countError(code) }
+        endpoint.connection(withID: handle.rawValue)?.writeControl(ControlFrameSerializer.encode(frame))
+    }
+
+    func close(_ handle: ConnectionHandle, code: RelayErrorCode) {
+        endpoint.connection(withID: handle.rawValue)?.close(errorCode: UInt64(code.rawValue), reason: code.name)
+    }
+
+    private func record(_ event: AllocationEvent) {
+        switch event {
+        case .created(let id, let tier):
+            countCreated()
+            logger.info("allocation created", metadata: ["zrc.allocation.id": "\(id)", "tier": "\(tier)"])
+        case .paired(let id):
+            logger.info("allocation paired", metadata: ["zrc.allocation.id": "\(id)"])
+        case .ended(let id, let outcome, let aToB, let bToA, let duration, let usage):
+            countEnded(outcome, duration: duration, usage: usage)
+            logger.info("allocation ended", metadata: [
+                "zrc.allocation.id": "\(id)", "outcome": "\(outcome.rawValue)", "bytes_a_to_b": "\(aToB)",
+                "bytes_b_to_a": "\(bToA)", "duration_s": "\(Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)",
+            ])
+        case .throttled(let id, let dropped):
+            logger.info("bandwidth cap dropping datagrams", metadata: ["zrc.allocation.id": "\(id)", "dropped": "\(dropped)"])
+        }
+    }
+}
