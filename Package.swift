@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-configuration", from: "1.4.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // The one C module: only what Swift cannot import from ngtcp2 0.12.1, GnuTLS and glibc.
@@ -63,6 +65,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "RelayAdmin",
+            dependencies: [.product(name: "Hummingbird", package: "hummingbird")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "RelayConfig",
             dependencies: [
                 .product(name: "Configuration", package: "swift-configuration"),
@@ -78,6 +85,9 @@ let package = Package(
                 "RelayCore",
                 "RelayServer",
                 "RelayClient",
+                "RelayAdmin",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -99,6 +109,11 @@ let package = Package(
             name: "RelayServerTests",
             dependencies: ["ZRCTestSupport", "RelayServer", "RelayClient", "RelayCore", "QUICTransport",
                            .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RelayAdminTests",
+            dependencies: ["RelayAdmin", .product(name: "HummingbirdTesting", package: "hummingbird")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,34 +1,46 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Hummingbird
 import QUICTransport
+import RelayAdmin
+import RelayServer
+import ServiceLifecycle
 import RelayConfig
 
 /// `zrc-relay serve`: runs the relay.
-struct ServeCommand: ParsableCommand {
+struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Run the relay (QUIC on UDP server.listen_port).",
+        abstract: "Run the relay (QUIC on UDP server.listen_port; /health, /ready, /metrics on metrics.listen).",
         discussion: """
             Settings come from the TOML file, then ZRC_RELAY_SECTION_KEY environment variables, then \
             --section.key VALUE flags (later wins). Every key and its default is in config/zrc-relay.toml.
+            SIGTERM/SIGINT drain the relay (GOAWAY to clients, up to 30 s) and exit 0.
             """
     )
 
     @OptionGroup var options: ConfigOptions
 
-    func run() throws {
+    func run() async throws {
         let (_, settings) = try options.load()
+        let relayConfiguration: RelayServerConfiguration
+        do {
+            relayConfiguration = try settings.relayConfiguration()
+        } catch {
+            FileHandle.standardError.write(Data("zrc-relay: configuration error: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
         let logger = makeLogger(settings)
         do {
-            try serve(settings, logger: logger)
+            try await serve(settings, relayConfiguration, logger: logger)
         } catch {
-            logger.critical("relay failed to start", metadata: ["error": "\(error)"])
+            logger.critical("relay failed", metadata: ["error": "\(error)"])
             throw ExitCode(1)
         }
     }
 
-    private func serve(_ settings: RelaySettings, logger: Logger) throws {
+    private func serve(_ settings: RelaySettings, _ relayConfiguration: RelayServerConfiguration, logger: Logger) async throws {
         let certPath = settings.server.certificatePath
         let keyPath = settings.server.keyPath
         let fm = FileManager.default
@@ -38,33 +50,26 @@ struct ServeCommand: ParsableCommand {
             try DevCertificate.generate(certificatePath: certPath, keyPath: keyPath)
             logger.notice("generated a self-signed development certificate", metadata: ["cert": "\(certPath)", "key": "\(keyPath)"])
         }
-        var quic = QUICConfiguration()
-        quic.certificatePath = certPath
-        quic.privateKeyPath = keyPath
-        quic.maxIdleTimeout = settings.quic.maxIdleTimeout
-        quic.keepAliveInterval = settings.limits.keepaliveInterval
-        switch settings.quic.retry {
-        case .auto:
-            let rate = settings.security.acceptRate
-            let perSecond = Int((Double(rate.count) / max(0.001, Double(rate.window.components.seconds))).rounded(.up))
-            quic.retryPolicy = .auto(acceptsPerSecond: perSecond)
-        case .always: quic.retryPolicy = .always
-        case .never: quic.retryPolicy = .never
-        }
         guard let bindAddress = SocketAddress(ipAddress: settings.server.listenAddress, port: settings.server.listenPort) else {
             throw CLIError("server.listen_addr: '\(settings.server.listenAddress)' is not an IP address")
         }
-
-        let endpoint = try QUICEndpoint(role: .server, configuration: quic, bindAddress: bindAddress, logger: logger)
-        let echo = DatagramEcho(logger: logger)
-        endpoint.delegate = echo
-        try endpoint.start()
-        logger.info("relay listening", metadata: ["transport": "quic", "listen": "\(endpoint.localAddress)"])
-
-        SignalWaiter.waitForTermination()
-        logger.info("shutting down")
-        endpoint.stop()
-        logger.info("stopped")
+        if relayConfiguration.tokens.trustedKeys.isEmpty {
+            logger.warning("no trusted keys configured (auth.trusted_keys / auth.trusted_keys_file): every ALLOCATE will be refused with untrusted_key")
+        }
+        let server = try RelayServer(quic: settings.quicConfiguration(), bindAddress: bindAddress,
+                                     configuration: relayConfiguration, logger: logger)
+        let backend = RelayBackend(server: server, region: settings.server.region)
+        let http = Application(
+            router: HealthRouter.make(backend: backend),
+            configuration: .init(address: .hostname(settings.metricsListen.host, port: Int(settings.metricsListen.port)),
+                                 serverName: "zrc-relay"),
+            logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: http), .init(service: RelayService(server: server, logger: logger))],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
     }
 }
 
@@ -75,23 +80,3 @@ func makeLogger(_ settings: RelaySettings) -> Logger {
     return Logger(label: "zrc-relay") { label in StderrLogHandler(label: label, level: level, format: format) }
 }
 
-/// Until the relay logic lands: every DATAGRAM frame goes back to its sender (transport tests only).
-final class DatagramEcho: QUICEndpointDelegate {
-    let logger: Logger
-
-    init(logger: Logger) { self.logger = logger }
-
-    func connectionEstablished(_ connection: QUICConnection) {
-        logger.debug("connection established", metadata: ["zrc.conn.id": "\(connection.id)", "zrc.peer.addr": "\(connection.remoteAddress)"])
-    }
-
-    func connection(_ connection: QUICConnection, didReceiveDatagram payload: UnsafeRawBufferPointer) {
-        connection.sendDatagram(payload)
-    }
-
-    func connection(_ connection: QUICConnection, didReceiveControlData bytes: UnsafeRawBufferPointer, fin: Bool) {}
-
-    func connectionClosed(_ connection: QUICConnection, reason: QUICCloseReason) {
-        logger.debug("connection closed", metadata: ["zrc.conn.id": "\(connection.id)", "reason": "\(reason)"])
-    }
-}

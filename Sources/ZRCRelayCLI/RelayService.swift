@@ -1,0 +1,41 @@
+import Logging
+import RelayAdmin
+import RelayServer
+import ServiceLifecycle
+
+/// The relay as a `Service`: serves until graceful shutdown, then drains — GOAWAY to every
+/// client, `/ready` 503, wait up to `drainTimeout` for clients to leave — and stops.
+struct RelayService: Service {
+    let server: RelayServer
+    let logger: Logger
+    var drainTimeout: Duration = .seconds(30)
+
+    func run() async throws {
+        try server.start()
+        logger.info("relay listening", metadata: ["transport": "quic", "listen": "\(server.endpoint.localAddress)"])
+        try? await gracefulShutdown()
+        logger.info("draining: GOAWAY sent, waiting for clients to leave", metadata: ["timeout_s": "\(drainTimeout.components.seconds)"])
+        await server.beginDrain()
+        let deadline = ContinuousClock.now + drainTimeout
+        while ContinuousClock.now < deadline {
+            if await server.liveCounts().allocations == 0 { break }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        await server.endRemaining()
+        try? await Task.sleep(for: .milliseconds(200))  // let the last CONNECTION_CLOSEs leave
+        server.stop()
+        logger.info("relay stopped")
+    }
+}
+
+/// `/ready` and `/metrics` answered from the relay.
+struct RelayBackend: RelayAdminBackend {
+    let server: RelayServer
+    let region: String
+
+    func isReady() async -> Bool { await server.isAcceptingAllocations() }
+
+    func metricsText() async -> String {
+        PrometheusExposition.render(await server.counters(), region: region)
+    }
+}
