@@ -6,6 +6,6 @@ struct ZRCRelay: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zrc-relay",
         abstract: "A QUIC relay for ZRC remote-control peers.",
-        subcommands: [ServeCommand.self, ConfigCommand.self]
+        subcommands: [ServeCommand.self, ConfigCommand.self, TokenCommand.self, ClientCommand.self]
     )
 }

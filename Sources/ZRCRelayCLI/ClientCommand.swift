@@ -1,0 +1,268 @@
+import ArgumentParser
+import Crypto
+import Foundation
+import Logging
+import QUICTransport
+import RelayClient
+import RelayCore
+
+/// `zrc-relay client connect|echo|ping`: a relay peer for operators and tests.
+struct ClientCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "client",
+        abstract: "A relay peer: connect (datagrams on stdin/stdout), echo, ping.",
+        subcommands: [Connect.self, Echo.self, Ping.self]
+    )
+}
+
+/// Where the relay is and how to reach it.
+struct RelayTarget: ParsableArguments {
+    @Option(help: "Relay address HOST:PORT.")
+    var relay: String = "127.0.0.1:4433"
+
+    @Option(help: "TLS server name (SNI); default: the relay host when it is a name.")
+    var serverName: String?
+
+    @Option(help: "PEM file of CAs to verify the relay certificate with (default: not verified; payloads are end-to-end encrypted).")
+    var ca: String?
+
+    func resolve() throws -> (SocketAddress, String?) {
+        guard let colon = relay.lastIndex(of: ":"), let port = UInt16(relay[relay.index(after: colon)...]) else {
+            throw ValidationError("--relay must be HOST:PORT")
+        }
+        var host = String(relay[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard let address = SocketAddress.resolve(host: host, port: port) else { throw ValidationError("cannot resolve \(host)") }
+        let name = serverName ?? (SocketAddress(ipAddress: host, port: 0) == nil ? host : nil)
+        return (address, name)
+    }
+
+    func makeEndpoint(for address: SocketAddress) throws -> RelayClientEndpoint {
+        var logger = Logger(label: "zrc-relay-client")
+        logger.logLevel = .error
+        var quic = QUICConfiguration()
+        quic.trustedCAPath = ca
+        let any: SocketAddress
+        switch address.host {
+        case .v4: any = SocketAddress(host: .v4(0, 0, 0, 0), port: 0)
+        case .v6: any = SocketAddress(host: .v6([UInt8](repeating: 0, count: 16), scopeID: 0), port: 0)
+        }
+        let endpoint = try RelayClientEndpoint(configuration: quic, bindAddress: any, logger: logger)
+        try endpoint.start()
+        return endpoint
+    }
+}
+
+/// A token and the peer id to bind with it.
+struct PeerCredentials: ParsableArguments {
+    @Option(help: "Relay token (base64url).")
+    var token: String
+
+    @Option(help: "This peer's id (32 hex digits; must be peer_a or peer_b of the token).")
+    var peer: String
+
+    func parse() throws -> ([UInt8], PeerID) {
+        guard let bytes = Base64URL.decode(token.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw ValidationError("--token is not base64url")
+        }
+        guard let id = PeerID(hex: peer) else { throw ValidationError("--peer must be 32 hex digits") }
+        return (bytes, id)
+    }
+}
+
+func describe(_ frame: ControlFrame) -> String {
+    switch frame {
+    case .allocated(let a):
+        return "ALLOCATED allocation=\(a.allocationID) expires_at=\(a.expiresAt) bandwidth_bps=\(a.bandwidthBitsPerSecond) quota_bytes=\(a.quotaBytes) relay=\(a.relayAddress):\(a.relayPort) observed=\(a.observedAddress)"
+    case .peer(let s): return "PEER \(s == .waiting ? "waiting" : s == .paired ? "paired" : "peer_gone")"
+    case .quota(let used, let quota): return "QUOTA used=\(used) quota=\(quota)"
+    case .refreshed(let e): return "REFRESHED expires_at=\(e)"
+    case .goAway(let g): return "GOAWAY reason=\(g.reason) reconnect_in_ms=\(g.reconnectInMilliseconds) try_for_ms=\(g.tryForMilliseconds) alt=\(g.alternate)"
+    case .status(_, let dropped): return "STATUS throttled dropped=\(dropped)"
+    case .error(let code, let reason): return "ERROR \(code.name) (\(code.rawValue)): \(reason)"
+    default: return "frame 0x\(String(frame.typeByte, radix: 16))"
+    }
+}
+
+func stderr(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
+
+extension ClientCommand {
+    struct Connect: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Bind to an allocation; each stdin line is sent as a datagram, each datagram received is printed as a line.")
+
+        @OptionGroup var target: RelayTarget
+        @OptionGroup var credentials: PeerCredentials
+
+        func run() async throws {
+            let (address, name) = try target.resolve()
+            let (token, peer) = try credentials.parse()
+            let endpoint = try target.makeEndpoint(for: address)
+            defer { endpoint.stop() }
+            let client = try await RelayClient.connect(client: endpoint, relay: address, serverName: name, peerID: peer, token: token)
+            let input = Task.detached {
+                while let line = readLine(strippingNewline: true) { client.send(Array(line.utf8)) }
+            }
+            defer { input.cancel() }
+            for await event in client.events {
+                switch event {
+                case .frame(let f): stderr(describe(f))
+                case .datagram(let d): FileHandle.standardOutput.write(Data(d + [0x0A]))
+                case .closed(let reason):
+                    stderr("closed: \(reason)")
+                    if case .closedByPeer(let code, true, _) = reason, code != 0 { throw ExitCode(1) }
+                    return
+                }
+            }
+        }
+    }
+
+    struct Echo: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Bind to an allocation and send every datagram back.")
+
+        @OptionGroup var target: RelayTarget
+        @OptionGroup var credentials: PeerCredentials
+
+        func run() async throws {
+            let (address, name) = try target.resolve()
+            let (token, peer) = try credentials.parse()
+            let endpoint = try target.makeEndpoint(for: address)
+            defer { endpoint.stop() }
+            let client = try await RelayClient.connect(client: endpoint, relay: address, serverName: name, peerID: peer, token: token)
+            for await event in client.events {
+                switch event {
+                case .frame(let f): stderr(describe(f))
+                case .datagram(let d): client.send(d)
+                case .closed(let reason):
+                    stderr("closed: \(reason)")
+                    return
+                }
+            }
+        }
+    }
+
+    struct Ping: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Measure RTT and loss through a relay.",
+            discussion: """
+                With --key, mints a token for two fresh peers and runs both (this process echoes). \
+                With --token and --peer, pings a remote `client echo` bound as the other peer.
+                """)
+
+        @OptionGroup var target: RelayTarget
+
+        @Option(help: "Device key file: mint a token and run both peers here.")
+        var key: String?
+
+        @Option(help: "Relay token (base64url), with --peer, to ping a remote echo peer.")
+        var token: String?
+
+        @Option(help: "This peer's id (32 hex digits).")
+        var peer: String?
+
+        @Option(help: "Number of pings.")
+        var count: Int = 100
+
+        @Option(help: "Milliseconds between pings.")
+        var interval: Int = 10
+
+        @Option(help: "Payload size in bytes (at least 12).")
+        var size: Int = 64
+
+        @Option(help: "Tier of the minted token.")
+        var tier: String = "unlimited"
+
+        func validate() throws {
+            guard count > 0, count <= 1_000_000 else { throw ValidationError("--count must be 1…1000000") }
+            guard interval >= 0 else { throw ValidationError("--interval must be ≥ 0") }
+            guard size >= 12, size <= 1400 else { throw ValidationError("--size must be 12…1400") }
+            guard key != nil || (token != nil && peer != nil) else {
+                throw ValidationError("give --key (self-contained) or --token and --peer (remote echo peer)")
+            }
+        }
+
+        func run() async throws {
+            let (address, name) = try target.resolve()
+            let endpoint = try target.makeEndpoint(for: address)
+            defer { endpoint.stop() }
+            let pinger: RelayClient
+            var echoTask: Task<Void, Never>?
+            if let key {
+                let signingKey = try TokenCommand.readKey(key)
+                let a = PeerID(high: .random(in: 0...UInt64.max), low: 1), b = PeerID(high: .random(in: 0...UInt64.max), low: 2)
+                let now = UInt64(Date().timeIntervalSince1970)
+                let minted = try RelayTokenV1.mint(
+                    signingKey: signingKey, audience: nil,
+                    allocationID: AllocationID(high: .random(in: 0...UInt64.max), low: .random(in: 0...UInt64.max)),
+                    peerA: a, peerB: b, issuedAt: now, expiresAt: now + 3600, tier: Tier(name: tier) ?? .unlimited)
+                let echo = try await RelayClient.connect(client: endpoint, relay: address, serverName: name, peerID: b, token: minted.bytes)
+                echoTask = Task {
+                    for await event in echo.events { if case .datagram(let d) = event { echo.send(d) } }
+                }
+                pinger = try await RelayClient.connect(client: endpoint, relay: address, serverName: name, peerID: a, token: minted.bytes)
+            } else {
+                let credentials = try PeerCredentials.parse(["--token", token ?? "", "--peer", peer ?? ""]).parse()
+                pinger = try await RelayClient.connect(client: endpoint, relay: address, serverName: name, peerID: credentials.1, token: credentials.0)
+            }
+            defer { echoTask?.cancel() }
+            // Wait for pairing.
+            let paired = await pinger.next(timeout: .seconds(10)) { event in
+                if case .frame(.peer(.paired)) = event { return true }
+                if case .frame(.error) = event { return true }
+                if case .closed = event { return true }
+                return false
+            }
+            guard case .frame(.peer(.paired))? = paired else {
+                stderr("not paired: \(paired.map { if case .frame(let f) = $0 { describe(f) } else { "\($0)" } } ?? "timeout")")
+                throw ExitCode(1)
+            }
+            let clock = ContinuousClock()
+            let origin = clock.now
+            let rtts = RTTCollector()
+            let receiver = Task {
+                for await event in pinger.events {
+                    guard case .datagram(let d) = event, d.count >= 12 else { continue }
+                    var sentNanos: UInt64 = 0
+                    for i in 4..<12 { sentNanos = sentNanos << 8 | UInt64(d[i]) }
+                    let elapsed = clock.now - origin
+                    let nowNanos = UInt64(elapsed.components.seconds) * 1_000_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000)
+                    await rtts.add(sequence: UInt32(d[0]) << 24 | UInt32(d[1]) << 16 | UInt32(d[2]) << 8 | UInt32(d[3]),
+                                   rtt: nowNanos &- sentNanos)
+                }
+            }
+            for sequence in 0..<count {
+                let elapsed = clock.now - origin
+                let nanos = UInt64(elapsed.components.seconds) * 1_000_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000)
+                var payload = [UInt8](repeating: 0, count: size)
+                let s = UInt32(sequence)
+                payload[0] = UInt8(s >> 24); payload[1] = UInt8(s >> 16 & 0xFF); payload[2] = UInt8(s >> 8 & 0xFF); payload[3] = UInt8(s & 0xFF)
+                for i in 0..<8 { payload[4 + i] = UInt8(truncatingIfNeeded: nanos >> (56 - 8 * UInt64(i))) }
+                pinger.send(payload)
+                if interval > 0 { try await Task.sleep(for: .milliseconds(interval)) }
+            }
+            try await Task.sleep(for: .seconds(1))
+            receiver.cancel()
+            let samples = await rtts.sorted()
+            let received = samples.count
+            func percentile(_ p: Double) -> Double {
+                guard !samples.isEmpty else { return .nan }
+                let index = min(samples.count - 1, Int((p * Double(samples.count)).rounded(.up)) - 1)
+                return Double(samples[max(0, index)]) / 1000
+            }
+            let loss = Double(count - received) / Double(count) * 100
+            print(String(format: "sent %d received %d loss %.2f%% rtt_us p50 %.0f p99 %.0f max %.0f",
+                         count, received, loss, percentile(0.5), percentile(0.99), percentile(1.0)))
+            pinger.release()
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+    }
+}
+
+/// Round-trip samples, deduplicated by sequence number.
+actor RTTCollector {
+    private var samples: [UInt32: UInt64] = [:]
+    func add(sequence: UInt32, rtt: UInt64) { if samples[sequence] == nil { samples[sequence] = rtt } }
+    func sorted() -> [UInt64] { samples.values.sorted() }
+}
