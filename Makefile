@@ -14,7 +14,7 @@ run: deps build-release
 ## make test: install what is missing, build, run the Swift tests and the interop tests.
 test: test-deps build
 	$(SWIFT) test
-	ZRC_RELAY_BIN=$(CURDIR)/$(BIN_DEBUG) $(PYTHON) -m pytest -q tools/interop
+	ZRC_BIN=$(CURDIR)/$(BIN_DEBUG) $(PYTHON) -m pytest -q tools/interop
 
 deps:
 	@bash tools/install.sh run
@@ -32,7 +32,7 @@ unit: build
 	$(SWIFT) test
 
 interop: build
-	ZRC_RELAY_BIN=$(CURDIR)/$(BIN_DEBUG) $(PYTHON) -m pytest -q tools/interop
+	ZRC_BIN=$(CURDIR)/$(BIN_DEBUG) $(PYTHON) -m pytest -q tools/interop
 
 clean:
 	rm -rf .build .venv

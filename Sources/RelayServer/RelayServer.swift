@@ -148,9 +148,9 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
         await onLoop { server in server.perform(server.table.endAll(now: server.now)) }
     }
 
-    /// Live allocations and bound connections.
-    public func liveCounts() async -> (allocations: Int, connections: Int) {
-        await onLoop { ($0.table.count, $0.endpoint.connectionCount) }
+    /// Live allocations, connections bound to them, and all QUIC connections.
+    public func liveCounts() async -> (allocations: Int, boundConnections: Int, connections: Int) {
+        await onLoop { ($0.table.count, $0.table.boundConnectionCount, $0.endpoint.connectionCount) }
     }
 
     // MARK: Counting (loop thread)

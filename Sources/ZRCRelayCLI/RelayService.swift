@@ -18,7 +18,7 @@ struct RelayService: Service {
         await server.beginDrain()
         let deadline = ContinuousClock.now + drainTimeout
         while ContinuousClock.now < deadline {
-            if await server.liveCounts().allocations == 0 { break }
+            if await server.liveCounts().boundConnections == 0 { break }
             try? await Task.sleep(for: .milliseconds(100))
         }
         await server.endRemaining()
