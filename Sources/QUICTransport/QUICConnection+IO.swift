@@ -182,8 +182,17 @@ extension QUICConnection {
         case .closing, .draining, .closed: return
         }
         if let pending = pendingClose {
-            // Control frames written before close() (ERROR, GOAWAY) leave first, then CONNECTION_CLOSE.
-            if control.hasUnsent, case .established = state { writePackets(now: now, includeDatagrams: false) }
+            // Control frames written before close() (ERROR, GOAWAY) leave first, then
+            // CONNECTION_CLOSE. If pacing or congestion holds them back, wait a little
+            // (at most `closeLingerNanoseconds`) rather than lose them.
+            if control.hasUnsent, case .established = state {
+                writePackets(now: now, includeDatagrams: false)
+                if control.hasUnsent {
+                    let deadline = closeLingerDeadline ?? (now &+ Self.closeLingerNanoseconds)
+                    closeLingerDeadline = deadline
+                    if now < deadline { return }
+                }
+            }
             pendingClose = nil
             writeApplicationClose(pending, now: now)
             return
@@ -366,7 +375,7 @@ extension QUICConnection {
         case .closed: return .max
         case .handshaking, .established:
             guard let conn else { return .max }
-            return ngtcp2_conn_get_expiry(conn)
+            return min(ngtcp2_conn_get_expiry(conn), closeLingerDeadline ?? .max)
         }
     }
 
@@ -379,6 +388,9 @@ extension QUICConnection {
             return
         case .handshaking, .established:
             guard let conn else { return }
+            if let linger = closeLingerDeadline, linger <= now {
+                endpoint.scheduleFlush(self)
+            }
             guard ngtcp2_conn_get_expiry(conn) <= now else { return }
             let rv = ngtcp2_conn_handle_expiry(conn, now)
             if rv != 0 {

@@ -43,6 +43,10 @@ public final class QUICConnection {
     // Deferred actions: public mutators may be called from inside ngtcp2 callbacks.
     var pendingClose: (code: UInt64, isApplication: Bool, reason: [UInt8])?
     var closeNotified = false
+    /// While control data waits to leave before a requested close: give up waiting at this time.
+    var closeLingerDeadline: UInt64?
+    /// How long a close waits for pending control frames (ERROR, GOAWAY) to be sent.
+    static let closeLingerNanoseconds: UInt64 = 250_000_000
     var callbackError: QUICCloseReason?
 
     // Sending.
