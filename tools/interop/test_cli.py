@@ -1,0 +1,169 @@
+"""The `zrc-relay` binary from outside: CLI behaviour, configuration errors, HTTP endpoints, SIGTERM."""
+import asyncio
+import os
+import signal
+import stat
+import subprocess
+import time
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import relay_binary, run
+from test_quic_transport import exchange
+from zrcpeer import DeviceKey, Peer, close_all, paired, random_id
+
+
+def zrc(*args, cwd=None, env=None, timeout=30):
+    e = dict(os.environ)
+    e.pop("ZRC_BIN", None)
+    if env:
+        e.update(env)
+    return subprocess.run([relay_binary(), *args], cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_and_bad_flags_exit_2():
+    for cmd in (["--help"], ["serve", "--help"], ["token", "mint", "--help"], ["client", "ping", "--help"], ["config", "check", "--help"]):
+        r = zrc(*cmd)
+        assert r.returncode == 0 and "USAGE" in r.stdout.upper(), cmd
+    r = zrc("token", "mint", "--key")
+    assert r.returncode == 2
+    r = zrc("frobnicate")
+    assert r.returncode == 2
+
+
+def test_config_check_valid_and_invalid(tmp_path):
+    r = zrc("config", "check", "--limits.max-allocations", "5", "--admin.token", "s3cret", cwd=tmp_path)
+    assert r.returncode == 0
+    assert 'limits.max_allocations = "5"  # flag' in r.stdout
+    assert "s3cret" not in r.stdout
+    cases = [
+        (["--limits.max-allocations", "many"], "limits.max_allocations"),
+        (["--limits.nope", "1"], "limits.nope"),
+        (["--quic.retry", "sometimes"], "quic.retry"),
+        (["--limits.keepalive-interval", "60s"], "limits.keepalive_interval"),
+    ]
+    for args, key in cases:
+        r = zrc("config", "check", *args, cwd=tmp_path)
+        assert r.returncode == 2, args
+        lines = [l for l in r.stderr.splitlines() if l.strip()]
+        assert len(lines) == 1 and key in lines[0], r.stderr
+    (tmp_path / "bad.toml").write_text("[limits]\nmax_alocations = 3\n")
+    r = zrc("config", "check", "--config", "bad.toml", cwd=tmp_path)
+    assert r.returncode == 2 and "limits.max_alocations: unknown key" in r.stderr
+    r = zrc("config", "check", cwd=tmp_path, env={"ZRC_RELAY_LIMITS_IDLE_TIMEOUT": "forever"})
+    assert r.returncode == 2 and "limits.idle_timeout" in r.stderr
+    (tmp_path / "good.toml").write_text("[limits]\nmax_allocations = 7\n")
+    r = zrc("config", "check", "--config", "good.toml", cwd=tmp_path, env={"ZRC_RELAY_LIMITS_MAX_ALLOCATIONS": "8"})
+    assert r.returncode == 0 and 'limits.max_allocations = "8"  # environment' in r.stdout
+    r = zrc("serve", "--server.listen-port", "99999", cwd=tmp_path)
+    assert r.returncode == 2 and "server.listen_port" in r.stderr
+
+
+def test_token_keygen_mint_inspect(tmp_path):
+    r = zrc("token", "keygen", "--out", "dev.key", cwd=tmp_path)
+    assert r.returncode == 0
+    public = r.stdout.strip()
+    assert len(public) == 43
+    assert stat.S_IMODE(os.stat(tmp_path / "dev.key").st_mode) == 0o600
+    peers = f"{'11' * 16},{'22' * 16}"
+    r = zrc("token", "mint", "--key", "dev.key", "--peers", peers, "--allocation", "ab" * 16, "--ttl", "10m",
+            "--tier", "paid", "--bandwidth", "2Mbps", "--quota", "100MB", cwd=tmp_path)
+    assert r.returncode == 0
+    token = r.stdout.strip()
+    assert "=" not in token and len(token) == 259  # 194 bytes in base64url
+    r = zrc("token", "inspect", token, f"--trusted={public}")
+    assert r.returncode == 0
+    assert "allocation_id: " + "ab" * 16 in r.stdout
+    assert "tier: paid" in r.stdout and "bandwidth_bps: 2000000" in r.stdout and "quota_bytes: 100000000" in r.stdout
+    assert "result: valid" in r.stdout
+    r = zrc("token", "inspect", token, f"--trusted={DeviceKey().public_b64}")
+    assert r.returncode == 1 and "result: untrusted_key" in r.stdout
+    r = zrc("token", "inspect", "garbage!")
+    assert r.returncode == 1 and "invalid_token" in r.stdout
+    r = zrc("token", "mint", "--key", "dev.key", "--peers", "xyz", cwd=tmp_path)
+    assert r.returncode == 2
+
+
+def test_client_ping_through_the_relay(relay, tmp_path):
+    (tmp_path / "dev.key").write_text(relay.key.key_file_text())
+    r = zrc("client", "ping", "--relay", f"127.0.0.1:{relay.port}", "--key", "dev.key", "--count", "50",
+            "--interval", "2", cwd=tmp_path, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "sent 50 received 50 loss 0.00%" in r.stdout
+    assert "p50" in r.stdout and "p99" in r.stdout
+
+
+def test_client_connect_and_echo(relay_factory, tmp_path):
+    # The clients are killed, not closed: a short idle timeout lets the relay drain quickly.
+    relay = relay_factory("--quic.max-idle-timeout", "3s", "--limits.keepalive-interval", "1s")
+    pa, pb = "aa" * 16, "bb" * 16
+    token = relay.key.mint(random_id(), bytes.fromhex(pa), bytes.fromhex(pb))
+    from zrcpeer import b64url
+    t = b64url(token)
+    echo = subprocess.Popen([relay_binary(), "client", "echo", "--relay", f"127.0.0.1:{relay.port}", "--token", t, "--peer", pb],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    conn = subprocess.Popen([relay_binary(), "client", "connect", "--relay", f"127.0.0.1:{relay.port}", "--token", t, "--peer", pa],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.8)
+    conn.stdin.write("hello relay\n")
+    conn.stdin.flush()
+    line = conn.stdout.readline()
+    assert line == "hello relay\n"
+    conn.kill()
+    echo.kill()
+    conn.wait()
+    echo.wait()
+
+
+def test_health_ready_and_metrics_move(relay):
+    status, body = relay.http("/health")
+    assert status == 200
+    status, _ = relay.http("/ready")
+    assert status == 200
+
+    async def go():
+        alloc, pa, pb = random_id(), random_id(), random_id()
+        a, b = await paired("127.0.0.1", relay.port, relay.key.mint(alloc, pa, pb), pa, pb)
+        await exchange(a, b, [100] * 200)
+        bogus = await Peer.open("127.0.0.1", relay.port)
+        await bogus.allocate(pa, b"bad")
+        await bogus.expect_error("invalid_token")
+        await close_all(a, b, bogus)
+    run(go())
+    _, text = relay.http("/metrics")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    def value(name, **labels):
+        for s in families[name].samples:
+            if all(s.labels.get(k) == v for k, v in labels.items()) and s.name == name + ("_total" if families[name].type == "counter" else ""):
+                return s.value
+        raise KeyError((name, labels))
+    assert value("zrc_relay_packets_forwarded", transport="quic") == 400
+    assert value("zrc_relay_bytes_forwarded", transport="quic") == 400 * 100
+    assert value("zrc_relay_token_verifications", result="invalid_token") >= 1
+    assert value("zrc_relay_errors", code="invalid_token") >= 1
+    for family in families.values():
+        for sample in family.samples:
+            assert sample.labels.get("region") == "local", sample
+            for k, v in sample.labels.items():
+                assert "127.0.0.1" not in v and len(v) < 32, sample
+
+
+def test_sigterm_during_traffic_sends_goaway_and_exits_zero(relay):
+    async def go():
+        alloc, pa, pb = random_id(), random_id(), random_id()
+        a, b = await paired("127.0.0.1", relay.port, relay.key.mint(alloc, pa, pb), pa, pb)
+        for i in range(50):
+            a.send(b"x" * 100)
+        relay.process.send_signal(signal.SIGTERM)
+        g = await a.next_frame("GOAWAY", timeout=5)
+        assert g.fields["reason"] == 0 and g.fields["reconnect_in_ms"] <= 5000
+        g = await b.next_frame("GOAWAY", timeout=5)
+        assert g.fields["reason"] == 0
+        status, _ = relay.http("/ready")
+        assert status == 503
+        status, _ = relay.http("/health")
+        assert status == 200
+        await close_all(a, b)
+    run(go())
+    assert relay.process.wait(35) == 0
