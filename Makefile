@@ -12,8 +12,9 @@ run: deps build-release
 	$(BIN_RELEASE) serve $(RUN_ARGS)
 
 ## make test: install what is missing, build, run the Swift tests and the interop tests.
-test: test-deps build
-	$(SWIFT) test
+test: test-deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
 	ZRC_BIN=$(CURDIR)/$(BIN_DEBUG) $(PYTHON) -m pytest -q tools/interop
 
 deps:

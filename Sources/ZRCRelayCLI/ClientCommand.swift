@@ -53,6 +53,22 @@ struct RelayTarget: ParsableArguments {
     }
 }
 
+extension RelayTarget {
+    /// Starts a client endpoint and binds one peer with `credentials`.
+    func bind(_ credentials: PeerCredentials) async throws -> (RelayClientEndpoint, RelayClient) {
+        let (address, name) = try resolve()
+        let (token, peer) = try credentials.parse()
+        let endpoint = try makeEndpoint(for: address)
+        do {
+            let client = try await RelayClient.connect(client: endpoint, relay: address, serverName: name, peerID: peer, token: token)
+            return (endpoint, client)
+        } catch {
+            endpoint.stop()
+            throw error
+        }
+    }
+}
+
 /// A token and the peer id to bind with it.
 struct PeerCredentials: ParsableArguments {
     @Option(help: "Relay token (base64url).")
@@ -97,11 +113,8 @@ extension ClientCommand {
         @OptionGroup var credentials: PeerCredentials
 
         func run() async throws {
-            let (address, name) = try target.resolve()
-            let (token, peer) = try credentials.parse()
-            let endpoint = try target.makeEndpoint(for: address)
+            let (endpoint, client) = try await target.bind(credentials)
             defer { endpoint.stop() }
-            let client = try await RelayClient.connect(client: endpoint, relay: address, serverName: name, peerID: peer, token: token)
             let input = Task.detached {
                 while let line = readLine(strippingNewline: true) { client.send(Array(line.utf8)) }
             }
@@ -126,11 +139,8 @@ extension ClientCommand {
         @OptionGroup var credentials: PeerCredentials
 
         func run() async throws {
-            let (address, name) = try target.resolve()
-            let (token, peer) = try credentials.parse()
-            let endpoint = try target.makeEndpoint(for: address)
+            let (endpoint, client) = try await target.bind(credentials)
             defer { endpoint.stop() }
-            let client = try await RelayClient.connect(client: endpoint, relay: address, serverName: name, peerID: peer, token: token)
             for await event in client.events {
                 switch event {
                 case .frame(let f): stderr(describe(f))

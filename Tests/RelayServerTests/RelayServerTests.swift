@@ -76,7 +76,8 @@ import Testing
         #expect(await mismatch.next { $0.errorCode != nil }?.errorCode == .allocationMismatch)
         let full = try await h.connect(peer: RelayHarness.peerA, token: h.token(allocation: AllocationID(high: 9, low: 9)))
         #expect(await full.next { $0.errorCode != nil }?.errorCode == .capacity)
-        _ = try await h.connect(peer: RelayHarness.peerA, token: [0])
+        let bogus = try await h.connect(peer: RelayHarness.peerA, token: [0])
+        #expect(await bogus.next { $0.errorCode != nil }?.errorCode == .invalidToken)
         let limited = try await h.connect(peer: RelayHarness.peerA, token: h.token())
         #expect(await limited.next { $0.errorCode != nil }?.errorCode == .rateLimited)
     }

@@ -44,6 +44,19 @@ def token_for(relay, **kw):
     return relay.key.mint(random_id(), peer_a, peer_b, **kw), peer_a, peer_b
 
 
+async def paired_through(proxy, relay):
+    """Peer A reaches the relay through `proxy`, peer B directly; both paired."""
+    token, pa, pb = token_for(relay)
+    a = await Peer.open("127.0.0.1", proxy.port)
+    await a.allocate(pa, token)
+    await a.wait_peer("waiting")
+    b = await Peer.open("127.0.0.1", relay.port)
+    await b.allocate(pb, token)
+    await b.wait_peer("paired")
+    await a.wait_peer("paired")
+    return a, b
+
+
 def test_handshake_negotiates_alpn_and_datagrams(relay):
     async def go():
         p = await Peer.open("127.0.0.1", relay.port)
@@ -106,13 +119,7 @@ def test_nat_rebinding_keeps_the_connection(relay):
     proxy = UDPProxy(relay.port)
 
     async def go():
-        token, pa, pb = token_for(relay)
-        a = await Peer.open("127.0.0.1", proxy.port)
-        await a.allocate(pa, token)
-        await a.wait_peer("waiting")
-        b = await Peer.open("127.0.0.1", relay.port)
-        await b.allocate(pb, token)
-        await a.wait_peer("paired")
+        a, b = await paired_through(proxy, relay)
         sent_a, got_b, sent_b, got_a = await exchange(a, b, [200] * 100)
         assert sorted(got_b) == sorted(sent_a) and sorted(got_a) == sorted(sent_b)
         for _ in range(2):
@@ -140,13 +147,7 @@ def test_retry_when_forced(relay_factory):
     proxy = UDPProxy(relay.port)
 
     async def go():
-        token, pa, pb = token_for(relay)
-        a = await Peer.open("127.0.0.1", proxy.port)
-        await a.allocate(pa, token)
-        await a.wait_peer("waiting")
-        b = await Peer.open("127.0.0.1", relay.port)
-        await b.allocate(pb, token)
-        await b.wait_peer("paired")
+        a, b = await paired_through(proxy, relay)
         sent_a, got_b, sent_b, got_a = await exchange(a, b, [100] * 50)
         assert sorted(got_b) == sorted(sent_a)
         await a.close()
