@@ -24,6 +24,8 @@ public struct RelayCounters: Sendable, Hashable {
     /// Ended allocations' durations (seconds) and quota usage ratios, for histograms.
     public var endedDurations: [Double] = []
     public var endedQuotaUsage: [Double] = []
+    /// How many quota-usage samples were ever taken (the list above keeps only recent ones).
+    public var quotaUsageSamples: UInt64 = 0
 
     // Fast-path counters kept as plain fields (dictionary updates cost more per datagram).
     var quicPackets: UInt64 = 0

@@ -166,7 +166,10 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
         counters.allocationsEnded[outcome, default: 0] += 1
         let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
         counters.endedDurations.append(seconds)
-        if let usage { counters.endedQuotaUsage.append(usage) }
+        if let usage {
+            counters.endedQuotaUsage.append(usage)
+            counters.quotaUsageSamples += 1
+        }
         // Histograms are drained by the exporter; keep memory bounded if nobody scrapes.
         if counters.endedDurations.count > 10_000 { counters.endedDurations.removeFirst(5_000) }
         if counters.endedQuotaUsage.count > 10_000 { counters.endedQuotaUsage.removeFirst(5_000) }

@@ -10,20 +10,25 @@ struct ConfigOptions: ParsableArguments {
     @Argument(parsing: .allUnrecognized, help: ArgumentHelp("Settings as --section.key VALUE (see config/zrc-relay.toml).", valueName: "setting"))
     var settings: [String] = []
 
+    /// Reads every layer (again, on reload); throws the first problem.
+    func read() throws(ConfigError) -> (RelaySettingsLoader, RelaySettings) {
+        var text: String?
+        if let config {
+            guard let contents = try? String(contentsOfFile: config, encoding: .utf8) else {
+                throw ConfigError(key: config, problem: "cannot read the configuration file")
+            }
+            text = contents
+        }
+        let loader = try RelaySettingsLoader(fileText: text, fileName: config ?? "config",
+                                             environment: ProcessInfo.processInfo.environment, flags: settings)
+        return (loader, try loader.settings())
+    }
+
     /// Reads every layer; on a problem prints one line naming the key and exits 2.
     func load() throws -> (RelaySettingsLoader, RelaySettings) {
         do {
-            var text: String?
-            if let config {
-                guard let contents = try? String(contentsOfFile: config, encoding: .utf8) else {
-                    throw ConfigError(key: config, problem: "cannot read the configuration file")
-                }
-                text = contents
-            }
-            let loader = try RelaySettingsLoader(fileText: text, fileName: config ?? "config",
-                                                 environment: ProcessInfo.processInfo.environment, flags: settings)
-            return (loader, try loader.settings())
-        } catch let error as ConfigError {
+            return try read()
+        } catch {
             FileHandle.standardError.write(Data("zrc-relay: configuration error: \(error)\n".utf8))
             throw ExitCode(2)
         }

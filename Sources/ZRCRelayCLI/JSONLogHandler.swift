@@ -2,19 +2,35 @@
 import Glibc
 #endif
 import Logging
+import Synchronization
+
+/// The process-wide log level, changed by SIGHUP reload without rebuilding loggers.
+final class LogLevelBox: Sendable {
+    private let level: Mutex<Logger.Level>
+    init(_ level: Logger.Level) { self.level = Mutex(level) }
+    var value: Logger.Level {
+        get { level.withLock { $0 } }
+        set { level.withLock { $0 = newValue } }
+    }
+}
 
 /// swift-log handler writing one line per event to stderr: JSON (default) or plain text.
 struct StderrLogHandler: LogHandler {
     enum Format: String { case json, text }
 
     var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level
+    let levelBox: LogLevelBox
     let label: String
     let format: Format
 
-    init(label: String, level: Logger.Level, format: Format) {
+    var logLevel: Logger.Level {
+        get { levelBox.value }
+        set { levelBox.value = newValue }
+    }
+
+    init(label: String, level: LogLevelBox, format: Format) {
         self.label = label
-        self.logLevel = level
+        self.levelBox = level
         self.format = format
     }
 

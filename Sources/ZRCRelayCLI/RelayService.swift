@@ -31,11 +31,11 @@ struct RelayService: Service {
 /// `/ready` and `/metrics` answered from the relay.
 struct RelayBackend: RelayAdminBackend {
     let server: RelayServer
-    let region: String
+    let metrics: RelayMetrics
 
     func isReady() async -> Bool { await server.isAcceptingAllocations() }
 
     func metricsText() async -> String {
-        PrometheusExposition.render(await server.counters(), region: region)
+        metrics.render(await server.counters())
     }
 }

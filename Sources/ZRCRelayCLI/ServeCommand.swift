@@ -31,16 +31,18 @@ struct ServeCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("zrc-relay: configuration error: \(error)\n".utf8))
             throw ExitCode(2)
         }
-        let logger = makeLogger(settings)
+        let level = LogLevelBox(Logger.Level(rawValue: settings.logging.level) ?? .info)
+        let logger = makeLogger(settings, level: level)
         do {
-            try await serve(settings, relayConfiguration, logger: logger)
+            try await serve(settings, relayConfiguration, logger: logger, level: level)
         } catch {
             logger.critical("relay failed", metadata: ["error": "\(error)"])
             throw ExitCode(1)
         }
     }
 
-    private func serve(_ settings: RelaySettings, _ relayConfiguration: RelayServerConfiguration, logger: Logger) async throws {
+    private func serve(_ settings: RelaySettings, _ relayConfiguration: RelayServerConfiguration, logger: Logger,
+                       level: LogLevelBox) async throws {
         let certPath = settings.server.certificatePath
         let keyPath = settings.server.keyPath
         let fm = FileManager.default
@@ -58,7 +60,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let server = try RelayServer(quic: settings.quicConfiguration(), bindAddress: bindAddress,
                                      configuration: relayConfiguration, logger: logger)
-        let backend = RelayBackend(server: server, region: settings.server.region)
+        let backend = RelayBackend(server: server, metrics: RelayMetrics(region: settings.server.region))
         let http = Application(
             router: HealthRouter.make(backend: backend),
             configuration: .init(address: .hostname(settings.metricsListen.host, port: Int(settings.metricsListen.port)),
@@ -66,16 +68,20 @@ struct ServeCommand: AsyncParsableCommand {
             logger: logger)
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: http), .init(service: RelayService(server: server, logger: logger))],
+                services: [
+                    .init(service: http),
+                    .init(service: ConfigReloadService(options: options, settings: settings, configuration: relayConfiguration,
+                                                       server: server, level: level, logger: logger)),
+                    .init(service: RelayService(server: server, logger: logger)),
+                ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()
     }
 }
 
-/// The process logger: JSON lines (or text) on stderr at the configured level.
-func makeLogger(_ settings: RelaySettings) -> Logger {
-    let level = Logger.Level(rawValue: settings.logging.level) ?? .info
+/// The process logger: JSON lines (or text) on stderr at the level in `level`.
+func makeLogger(_ settings: RelaySettings, level: LogLevelBox) -> Logger {
     let format = StderrLogHandler.Format(rawValue: settings.logging.format) ?? .json
     return Logger(label: "zrc-relay") { label in StderrLogHandler(label: label, level: level, format: format) }
 }

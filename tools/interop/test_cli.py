@@ -167,3 +167,37 @@ def test_sigterm_during_traffic_sends_goaway_and_exits_zero(relay):
         await close_all(a, b)
     run(go())
     assert relay.process.wait(35) == 0
+
+
+def test_sighup_reloads_trusted_keys_and_refuses_a_broken_file(relay_factory, tmp_path):
+    second = DeviceKey()
+    keys = tmp_path / "trusted_keys"
+    keys.write_text("# trusted device keys\n")
+    relay = relay_factory("--auth.trusted-keys-file", str(keys))
+
+    async def allocate(expect_error=None):
+        alloc, pa, pb = random_id(), random_id(), random_id()
+        p = await Peer.open("127.0.0.1", relay.port)
+        await p.allocate(pa, second.mint(alloc, pa, pb))
+        if expect_error:
+            await p.expect_error(expect_error)
+        else:
+            await p.wait_peer("waiting")
+        await p.close()
+
+    def hup_and_wait(marker):
+        before = relay.logs().count(marker)
+        relay.process.send_signal(signal.SIGHUP)
+        deadline = time.time() + 5
+        while time.time() < deadline and relay.logs().count(marker) == before:
+            time.sleep(0.05)
+        assert relay.logs().count(marker) > before, relay.logs()[-2000:]
+
+    run(allocate("untrusted_key"))
+    keys.write_text(f"# trusted device keys\n{second.public_b64}  # the second device\n")
+    hup_and_wait("configuration reloaded")
+    run(allocate())
+    keys.write_text("this is not a key\n")
+    hup_and_wait("configuration reload refused")
+    run(allocate())  # the old keys stay
+    assert relay.alive()
