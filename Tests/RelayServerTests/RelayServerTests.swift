@@ -11,7 +11,7 @@ import Testing
         defer { h.stop() }
         let (a, b) = try await h.pair(token: h.token())
         func payloads(_ tag: UInt8) -> [[UInt8]] {
-            (0..<10_000).map { i in [tag, UInt8(i >> 8), UInt8(i & 0xFF)] + [UInt8](repeating: UInt8(truncatingIfNeeded: i), count: i % 1200) }
+            (0..<10_000).map { i in [tag, UInt8(i >> 8), UInt8(i & 0xFF)] + [UInt8](repeating: UInt8(truncatingIfNeeded: i), count: i % 1100) }
         }
         let fromA = payloads(0xA), fromB = payloads(0xB)
         async let gotAtB = collectDatagrams(b, count: fromA.count, timeout: .seconds(60))
