@@ -78,6 +78,22 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "YamuxNIO",
+            dependencies: ["Yamux", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "ReverseTunnel",
+            dependencies: [
+                "Yamux", "YamuxNIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "RelayConfig",
             dependencies: [
                 .product(name: "Configuration", package: "swift-configuration"),
@@ -94,6 +110,8 @@ let package = Package(
                 "RelayServer",
                 "RelayClient",
                 "RelayAdmin",
+                "ReverseTunnel",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -130,6 +148,16 @@ let package = Package(
         .testTarget(
             name: "YamuxTests",
             dependencies: ["Yamux", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "YamuxNIOTests",
+            dependencies: [
+                "Yamux", "YamuxNIO", "ReverseTunnel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

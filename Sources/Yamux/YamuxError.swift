@@ -167,12 +167,12 @@ extension YamuxError {
     }
 
     @inline(never)
-    static func keepaliveTimeout(file: String = #fileID, line: UInt = #line) -> YamuxError {
+    public static func keepaliveTimeout(file: String = #fileID, line: UInt = #line) -> YamuxError {
         YamuxError(code: .keepaliveTimeout, reason: "keepalive ping unanswered", file: file, line: line)
     }
 
     @inline(never)
-    static func sessionClosed(file: String = #fileID, line: UInt = #line) -> YamuxError {
+    public static func sessionClosed(file: String = #fileID, line: UInt = #line) -> YamuxError {
         YamuxError(code: .sessionClosed, reason: "session terminated", file: file, line: line)
     }
 
@@ -197,7 +197,7 @@ extension YamuxError {
     }
 
     @inline(never)
-    static func streamNotWritable(_ id: UInt32, file: String = #fileID, line: UInt = #line) -> YamuxError {
+    public static func streamNotWritable(_ id: UInt32, file: String = #fileID, line: UInt = #line) -> YamuxError {
         YamuxError(code: .streamNotWritable, reason: "stream \(id)", file: file, line: line)
     }
 
