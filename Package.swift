@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // The one C module: only what Swift cannot import from ngtcp2 0.12.1, GnuTLS and glibc.
@@ -94,6 +95,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "RelayFallback",
+            dependencies: [
+                "RelayServer", "RelayCore", "QUICTransport", "Yamux", "YamuxNIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "RelayConfig",
             dependencies: [
                 .product(name: "Configuration", package: "swift-configuration"),
@@ -111,6 +124,7 @@ let package = Package(
                 "RelayClient",
                 "RelayAdmin",
                 "ReverseTunnel",
+                "RelayFallback",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -274,6 +274,16 @@ public struct AllocationTable: Sendable {
         return decision
     }
 
+    /// How long a datagram of `length` bytes from `connection` would have to wait for the
+    /// bandwidth caps (its side's and the global one), in nanoseconds; 0 when it may go now
+    /// or when the connection is not bound (then ``forwardDatagram`` decides). Charges nothing.
+    public mutating func bandwidthDelay(from connection: ConnectionHandle, length: Int, now: RelayInstant) -> UInt64 {
+        guard let binding = bindings[connection], var allocation = allocations[binding.allocation] else { return 0 }
+        let own = allocation.sides[binding.side].bucket.nanosecondsUntilAvailable(length, now: now)
+        allocations[binding.allocation] = allocation
+        return max(own, globalBucket.nanosecondsUntilAvailable(length, now: now))
+    }
+
     // MARK: Time
 
     /// Ends allocations whose token expired or whose allocation_timeout, pairing_timeout or

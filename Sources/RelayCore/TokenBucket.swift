@@ -51,6 +51,15 @@ public struct TokenBucket: Sendable, Hashable {
         tokens -= Double(bytes)
     }
 
+    /// How long until `bytes` may pass, in nanoseconds (0: now). Used to pace a sender that
+    /// can wait (the TCP fallback) instead of dropping its datagrams.
+    public mutating func nanosecondsUntilAvailable(_ bytes: Int, now: RelayInstant) -> UInt64 {
+        guard !canConsume(bytes, now: now) else { return 0 }
+        let missing = min(Double(bytes), depth) - tokens
+        guard missing > 0 else { return 0 }
+        return UInt64((missing * 8 / Double(bitsPerSecond) * 1e9).rounded(.up))
+    }
+
     /// `canConsume` then `consume`.
     public mutating func tryConsume(_ bytes: Int, now: RelayInstant) -> Bool {
         guard canConsume(bytes, now: now) else { return false }

@@ -4,8 +4,9 @@ import RelayCore
 
 extension RelayServer {
     /// One control frame from a client.
-    func handle(_ frame: ControlFrame, from connection: QUICConnection, state: ConnectionState) {
-        let handle = ConnectionHandle(connection.id)
+    /// - Parameter addressing: What ALLOCATED reports (computed only for ALLOCATE).
+    func handle(_ frame: ControlFrame, handle: ConnectionHandle, state: ConnectionState,
+                addressing: () -> AllocationTable.Addressing) {
         switch frame {
         case .allocate(let peer, let tokenBytes):
             if draining {
@@ -20,11 +21,7 @@ extension RelayServer {
             case .rejected(let code):
                 refuse(handle, code, "token refused: \(code.name)", state)
             case .valid(let token):
-                let addressing = AllocationTable.Addressing(
-                    relayPort: configuration.relayPort,
-                    relayAddress: relayAddress(for: connection),
-                    observedAddress: connection.remoteAddress.description)
-                let result = table.allocate(connection: handle, peer: peer, token: token, addressing: addressing, now: now, nowUnix: nowUnix)
+                let result = table.allocate(connection: handle, peer: peer, token: token, addressing: addressing(), now: now, nowUnix: nowUnix)
                 if table.isBound(handle) {
                     state.logger[metadataKey: "zrc.allocation.id"] = "\(token.allocationID)"
                 }
@@ -70,7 +67,7 @@ extension RelayServer {
 
     /// `server.public_addr`, else the name the client asked for (SNI), else the local address
     /// the kernel uses toward the client.
-    private func relayAddress(for connection: QUICConnection) -> String {
+    func relayAddress(for connection: QUICConnection) -> String {
         if let configured = configuration.publicAddress { return configured }
         if let name = connection.requestedServerName, !name.isEmpty { return name }
         let bound = endpoint.localAddress
@@ -99,11 +96,19 @@ extension RelayServer {
 
     func send(_ frame: ControlFrame, to handle: ConnectionHandle) {
         if case .error(let code, _) = frame { countError(code) }
-        endpoint.connection(withID: handle.rawValue)?.writeControl(ControlFrameSerializer.encode(frame))
+        if let link = links[handle.rawValue]?.link {
+            link.sendControl(ControlFrameSerializer.encode(frame))
+        } else {
+            endpoint.connection(withID: handle.rawValue)?.writeControl(ControlFrameSerializer.encode(frame))
+        }
     }
 
     func close(_ handle: ConnectionHandle, code: RelayErrorCode) {
-        endpoint.connection(withID: handle.rawValue)?.close(errorCode: UInt64(code.rawValue), reason: code.name)
+        if let link = links[handle.rawValue]?.link {
+            link.close(code: code)
+        } else {
+            endpoint.connection(withID: handle.rawValue)?.close(errorCode: UInt64(code.rawValue), reason: code.name)
+        }
     }
 
     private func record(_ event: AllocationEvent) {

@@ -34,9 +34,12 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
     var allocationLimiter: IPRateLimiter
     var connectionLimiter: IPRateLimiter
     var counters = RelayCounters()
-    private var actions: [AllocationAction] = []
+    var actions: [AllocationAction] = []
     var draining = false
     let logger: Logger
+    /// Fallback (TCP) clients by handle; see `RelayServer+Links.swift`.
+    var links: [UInt64: LinkState] = [:]
+    var nextLinkID: UInt64 = 0
 
     /// Binds the QUIC socket; `start()` begins serving.
     public init(quic: QUICConfiguration, bindAddress: SocketAddress, configuration: RelayServerConfiguration, logger: Logger) throws {
@@ -150,7 +153,7 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
 
     /// Live allocations, connections bound to them, and all QUIC connections.
     public func liveCounts() async -> (allocations: Int, boundConnections: Int, connections: Int) {
-        await onLoop { ($0.table.count, $0.table.boundConnectionCount, $0.endpoint.connectionCount) }
+        await onLoop { ($0.table.count, $0.table.boundConnectionCount, $0.endpoint.connectionCount + $0.links.count) }
     }
 
     // MARK: Counting (loop thread)
@@ -188,6 +191,11 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
     // MARK: QUICEndpointDelegate
 
     public func endpoint(_ endpoint: QUICEndpoint, shouldAccept remote: SocketAddress) -> QUICAdmission {
+        admit(remote)
+    }
+
+    /// Block and allow lists, draining, per-IP connection rate: the same for both transports.
+    func admit(_ remote: SocketAddress) -> QUICAdmission {
         let address = remote.addressBytes
         if configuration.blocklist.contains(address) {
             counters.rateLimitHits[.blocked, default: 0] += 1
@@ -222,7 +230,12 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
     }
 
     public func connection(_ connection: QUICConnection, didReceiveDatagram payload: UnsafeRawBufferPointer) {
-        let from = ConnectionHandle(connection.id)
+        forward(payload, from: ConnectionHandle(connection.id), transport: .quic)
+    }
+
+    /// Forwards one datagram to the other side of its allocation (QUIC or fallback).
+    @inline(__always)
+    func forward(_ payload: UnsafeRawBufferPointer, from: ConnectionHandle, transport: RelayCounters.Transport) {
         guard payload.count <= configuration.maxDatagramPayload else {
             counters.dropped(.tooLarge)
             return
@@ -236,6 +249,12 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
                 case .failure(.tooLarge): counters.dropped(.tooLarge)
                 case .failure(.queueFull): counters.dropped(.queueFull)
                 case .failure(.notReady): counters.dropped(.unpaired)
+                }
+            } else if let link = links[to.rawValue]?.link {
+                if link.sendDatagram(payload) {
+                    counters.forwarded(bytes: payload.count, transport: .tcp)
+                } else {
+                    counters.dropped(.queueFull)
                 }
             } else {
                 counters.dropped(.unpaired)
@@ -256,7 +275,12 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
         do {
             try state.parser.append(bytes)
             while let frame = try state.parser.nextFrame() {
-                self.handle(frame, from: connection, state: state)
+                self.handle(frame, handle: handle, state: state) {
+                    AllocationTable.Addressing(
+                        relayPort: self.configuration.relayPort,
+                        relayAddress: self.relayAddress(for: connection),
+                        observedAddress: connection.remoteAddress.description)
+                }
                 guard connection.isEstablished else { return }
             }
         } catch {

@@ -1,5 +1,7 @@
 import Logging
+import NIOPosix
 import RelayAdmin
+import RelayFallback
 import RelayServer
 import ServiceLifecycle
 
@@ -8,12 +10,28 @@ import ServiceLifecycle
 struct RelayService: Service {
     let server: RelayServer
     let logger: Logger
+    /// The TCP fallback listener's set-up, `nil` when `fallback.enabled = false`.
+    var fallback: FallbackListener.Configuration?
     var drainTimeout: Duration = .seconds(30)
 
     func run() async throws {
         try server.start()
+        var listener: FallbackListener?
+        if let fallback {
+            do {
+                listener = try await FallbackListener.start(
+                    configuration: fallback, relay: server, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+            } catch {
+                server.stop()
+                throw error
+            }
+            logger.info("fallback listening", metadata: [
+                "transport": "tcp", "tls": "\(fallback.tls != nil)", "listen": "\(listener?.localAddress.map { "\($0)" } ?? "?")",
+            ])
+        }
         logger.info("relay listening", metadata: ["transport": "quic", "listen": "\(server.endpoint.localAddress)"])
         try? await gracefulShutdown()
+        await listener?.stop()
         logger.info("draining: GOAWAY sent, waiting for clients to leave", metadata: ["timeout_s": "\(drainTimeout.components.seconds)"])
         await server.beginDrain()
         let deadline = ContinuousClock.now + drainTimeout

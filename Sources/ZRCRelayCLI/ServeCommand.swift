@@ -4,6 +4,7 @@ import Logging
 import Hummingbird
 import QUICTransport
 import RelayAdmin
+import RelayFallback
 import RelayServer
 import ServiceLifecycle
 import RelayConfig
@@ -72,11 +73,21 @@ struct ServeCommand: AsyncParsableCommand {
                     .init(service: http),
                     .init(service: ConfigReloadService(options: options, settings: settings, configuration: relayConfiguration,
                                                        server: server, level: level, logger: logger)),
-                    .init(service: RelayService(server: server, logger: logger)),
+                    .init(service: RelayService(server: server, logger: logger, fallback: settings.fallbackConfiguration)),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()
+    }
+}
+
+extension RelaySettings {
+    /// The TCP fallback listener on the same address and port as QUIC, or `nil` when disabled.
+    var fallbackConfiguration: FallbackListener.Configuration? {
+        guard fallback.enabled else { return nil }
+        return FallbackListener.Configuration(
+            host: server.listenAddress, port: Int(server.listenPort),
+            tls: fallback.tls ? (server.certificatePath, server.keyPath) : nil)
     }
 }
 

@@ -1,0 +1,204 @@
+import Logging
+import NIOCore
+import QUICTransport
+import RelayCore
+import RelayServer
+import Synchronization
+import Yamux
+import YamuxNIO
+
+/// One client of the TCP fallback (DESIGN §9): yamux stream 1 carries the control frames
+/// of §4, stream 3 the datagrams as `length u16 | payload`. It is the relay's
+/// ``RelayPeerLink`` for that client.
+///
+/// Threads: yamux runs on the TCP channel's event loop; the relay calls in from its own loop
+/// thread (`sendControl`, `sendDatagram`, `close`), which hop here.
+final class FallbackConnection: RelayPeerLink, @unchecked Sendable {
+    // @unchecked Sendable: mutable state is confined to `eventLoop`; `queuedOutboundBytes`
+    // is atomic; the rest is immutable.
+
+    /// Stream ids fixed by DESIGN §9 (client-opened, so odd).
+    static let controlStreamID: UInt32 = 1
+    static let datagramStreamID: UInt32 = 3
+    /// Datagrams queued towards the client beyond this are dropped (`queue_full`), as QUIC
+    /// drops what its send queue cannot take: a slow TCP reader loses datagrams, it never
+    /// makes the relay buffer without bound.
+    static let outboundQueueLimit = 512 * 1024
+    /// The most datagrams handed to the relay per hop.
+    static let batchSize = 128
+
+    let remoteAddress: QUICTransport.SocketAddress
+    let localHost: String
+    let eventLoop: any EventLoop
+    private let relay: RelayServer
+    private let logger: Logger
+    private(set) var multiplexer: YamuxMultiplexer!
+    private var handle: UInt64?
+    private var controlStream: YamuxStreamChannel?
+    private var datagramStream: YamuxStreamChannel?
+    private var controlBacklog: [UInt8] = []
+    /// Received datagram bytes not yet taken by the relay (bounded by the stream window).
+    private var inbound = ByteBuffer()
+    private var relayBusy = false
+    private var pacingTimer: Scheduled<Void>?
+    private var closed = false
+    private let queuedOutboundBytes = Atomic<Int>(0)
+
+    init(remoteAddress: QUICTransport.SocketAddress, localHost: String, eventLoop: any EventLoop, relay: RelayServer, logger: Logger) {
+        self.remoteAddress = remoteAddress
+        self.localHost = localHost
+        self.eventLoop = eventLoop
+        self.relay = relay
+        self.logger = logger
+        self.multiplexer = YamuxMultiplexer(role: .server, eventLoop: eventLoop) { [unowned self] stream in
+            self.accept(stream)
+        }
+        self.multiplexer.sessionClosed.whenComplete { [self] _ in self.transportClosed() }
+    }
+
+    /// The connection is ready (TCP accepted, or TLS with the right ALPN): ask the relay in.
+    func start() {
+        relay.attachLink(self) { [self] handle in
+            self.eventLoop.execute {
+                guard let handle else {
+                    self.logger.notice("fallback connection refused", metadata: ["zrc.peer.addr": "\(self.remoteAddress)"])
+                    self.multiplexer.close()
+                    return
+                }
+                guard !self.closed else {
+                    self.relay.linkClosed(handle)
+                    return
+                }
+                self.handle = handle
+                if !self.controlBacklog.isEmpty {
+                    self.relay.linkReceivedControl(handle, self.controlBacklog)
+                    self.controlBacklog.removeAll()
+                }
+                self.offerDatagrams()
+            }
+        }
+    }
+
+    // MARK: Streams from the client
+
+    private func accept(_ stream: YamuxStreamChannel) -> Bool {
+        switch stream.id {
+        case Self.controlStreamID where controlStream == nil:
+            controlStream = stream
+            stream.setEventHandler { [self] event in self.controlEvent(event, stream) }
+            return true
+        case Self.datagramStreamID where datagramStream == nil:
+            datagramStream = stream
+            stream.setEventHandler { [self] event in self.datagramEvent(event, stream) }
+            return true
+        default:
+            logger.info("fallback client opened an unexpected stream; reset", metadata: ["stream": "\(stream.id)"])
+            return false
+        }
+    }
+
+    private func controlEvent(_ event: YamuxStreamEvent, _ stream: YamuxStreamChannel) {
+        switch event {
+        case .data(let buffer):
+            let bytes = Array(buffer.readableBytesView)
+            stream.consumed(bytes.count)
+            if let handle {
+                relay.linkReceivedControl(handle, bytes)
+            } else {
+                controlBacklog.append(contentsOf: bytes)
+            }
+        case .endOfInput, .closed, .reset:
+            // The control stream is the client's session (as QUIC's control stream): its end
+            // ends the connection.
+            multiplexer.close()
+        }
+    }
+
+    private func datagramEvent(_ event: YamuxStreamEvent, _ stream: YamuxStreamChannel) {
+        switch event {
+        case .data(var buffer):
+            inbound.writeBuffer(&buffer)
+            offerDatagrams()
+        case .endOfInput, .closed, .reset:
+            break
+        }
+    }
+
+    /// Hands the complete datagrams received so far to the relay, one batch at a time; the
+    /// stream window is reopened only for what the relay took.
+    private func offerDatagrams() {
+        guard let handle, !relayBusy, !closed, pacingTimer == nil else { return }
+        var batch: [[UInt8]] = []
+        var sizes: [Int] = []
+        var cursor = inbound.readerIndex
+        while batch.count < Self.batchSize, let length = inbound.getInteger(at: cursor, as: UInt16.self),
+              let payload = inbound.getBytes(at: cursor + 2, length: Int(length)) {
+            batch.append(payload)
+            sizes.append(2 + Int(length))
+            cursor += 2 + Int(length)
+        }
+        guard !batch.isEmpty else { return }
+        relayBusy = true
+        relay.linkReceivedDatagrams(handle, batch) { [self] taken, delay in
+            self.eventLoop.execute {
+                self.relayBusy = false
+                let consumed = sizes.prefix(taken).reduce(0, +)
+                self.inbound.moveReaderIndex(forwardBy: consumed)
+                self.inbound.discardReadBytes()
+                if consumed > 0 { self.datagramStream?.consumed(consumed) }
+                if delay > 0 {
+                    self.pacingTimer = self.eventLoop.scheduleTask(in: .nanoseconds(Int64(clamping: delay))) {
+                        self.pacingTimer = nil
+                        self.offerDatagrams()
+                    }
+                } else {
+                    self.offerDatagrams()
+                }
+            }
+        }
+    }
+
+    private func transportClosed() {
+        guard !closed else { return }
+        closed = true
+        pacingTimer?.cancel()
+        if let handle { relay.linkClosed(handle) }
+    }
+
+    // MARK: RelayPeerLink (called on the relay's loop thread)
+
+    func sendControl(_ bytes: [UInt8]) {
+        eventLoop.execute { [self] in
+            self.controlStream?.write(ByteBuffer(bytes: bytes))
+        }
+    }
+
+    func sendDatagram(_ payload: UnsafeRawBufferPointer) -> Bool {
+        guard payload.count <= Int(UInt16.max) else { return false }
+        let size = 2 + payload.count
+        let queued = queuedOutboundBytes.add(size, ordering: .relaxed).newValue
+        guard queued <= Self.outboundQueueLimit else {
+            queuedOutboundBytes.subtract(size, ordering: .relaxed)
+            return false
+        }
+        var buffer = ByteBufferAllocator().buffer(capacity: size)
+        buffer.writeInteger(UInt16(payload.count))
+        buffer.writeBytes(payload)
+        eventLoop.execute { [self] in
+            guard let stream = self.datagramStream else {
+                self.queuedOutboundBytes.subtract(size, ordering: .relaxed)
+                return
+            }
+            stream.write(buffer).whenComplete { _ in self.queuedOutboundBytes.subtract(size, ordering: .relaxed) }
+        }
+        return true
+    }
+
+    func close(code: RelayErrorCode) {
+        eventLoop.execute { [self] in
+            self.logger.debug("fallback connection closed by the relay", metadata: ["zrc.error.code": "\(code.name)"])
+            // Let the ERROR / GOAWAY frame already queued leave first (as QUIC's close lingers).
+            self.eventLoop.scheduleTask(in: .milliseconds(100)) { self.multiplexer.close() }
+        }
+    }
+}
