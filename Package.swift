@@ -63,8 +63,13 @@ let package = Package(
         .target(
             name: "RelayClient",
             dependencies: [
-                "RelayCore", "QUICTransport",
+                "RelayCore", "QUICTransport", "YamuxNIO",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -150,8 +155,9 @@ let package = Package(
         ),
         .testTarget(
             name: "RelayServerTests",
-            dependencies: ["ZRCTestSupport", "RelayServer", "RelayClient", "RelayCore", "QUICTransport",
-                           .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["ZRCTestSupport", "RelayServer", "RelayClient", "RelayCore", "QUICTransport", "RelayFallback",
+                           .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -26,6 +26,32 @@ struct RelayTarget: ParsableArguments {
     @Option(help: "PEM file of CAs to verify the relay certificate with (default: not verified; payloads are end-to-end encrypted).")
     var ca: String?
 
+    @Option(help: "auto (QUIC, then the TCP fallback when QUIC gets no answer), quic, or tcp.")
+    var transport: TransportChoice = .auto
+
+    @Flag(help: "TCP fallback without TLS (for a relay with fallback.tls = false).")
+    var plainTcp = false
+
+    /// `--transport`.
+    enum TransportChoice: String, ExpressibleByArgument, CaseIterable {
+        case auto, quic, tcp
+    }
+
+    /// Opens one peer's session with the chosen transport.
+    func connect(endpoint: RelayClientEndpoint, address: SocketAddress, serverName: String?, peerID: PeerID,
+                 token: [UInt8]) async throws -> RelayClient {
+        switch transport {
+        case .quic:
+            return try await RelayClient.connect(client: endpoint, relay: address, serverName: serverName, peerID: peerID, token: token)
+        case .tcp:
+            return try await RelayClient.connectTCP(client: endpoint, relay: address, serverName: serverName, peerID: peerID,
+                                                    token: token, tls: !plainTcp, caPath: ca)
+        case .auto:
+            return try await RelayClient.connectWithFallback(client: endpoint, relay: address, serverName: serverName, peerID: peerID,
+                                                             token: token, tls: !plainTcp, caPath: ca)
+        }
+    }
+
     func resolve() throws -> (SocketAddress, String?) {
         guard let colon = relay.lastIndex(of: ":"), let port = UInt16(relay[relay.index(after: colon)...]) else {
             throw ValidationError("--relay must be HOST:PORT")
@@ -60,7 +86,7 @@ extension RelayTarget {
         let (token, peer) = try credentials.parse()
         let endpoint = try makeEndpoint(for: address)
         do {
-            let client = try await RelayClient.connect(client: endpoint, relay: address, serverName: name, peerID: peer, token: token)
+            let client = try await connect(endpoint: endpoint, address: address, serverName: name, peerID: peer, token: token)
             return (endpoint, client)
         } catch {
             endpoint.stop()
@@ -207,14 +233,14 @@ extension ClientCommand {
                     signingKey: signingKey, audience: nil,
                     allocationID: AllocationID(high: .random(in: 0...UInt64.max), low: .random(in: 0...UInt64.max)),
                     peerA: a, peerB: b, issuedAt: now, expiresAt: now + 3600, tier: Tier(name: tier) ?? .unlimited)
-                let echo = try await RelayClient.connect(client: endpoint, relay: address, serverName: name, peerID: b, token: minted.bytes)
+                let echo = try await target.connect(endpoint: endpoint, address: address, serverName: name, peerID: b, token: minted.bytes)
                 echoTask = Task {
                     for await event in echo.events { if case .datagram(let d) = event { echo.send(d) } }
                 }
-                pinger = try await RelayClient.connect(client: endpoint, relay: address, serverName: name, peerID: a, token: minted.bytes)
+                pinger = try await target.connect(endpoint: endpoint, address: address, serverName: name, peerID: a, token: minted.bytes)
             } else {
                 let credentials = try PeerCredentials.parse(["--token", token ?? "", "--peer", peer ?? ""]).parse()
-                pinger = try await RelayClient.connect(client: endpoint, relay: address, serverName: name, peerID: credentials.1, token: credentials.0)
+                pinger = try await target.connect(endpoint: endpoint, address: address, serverName: name, peerID: credentials.1, token: credentials.0)
             }
             defer { echoTask?.cancel() }
             // Wait for pairing.

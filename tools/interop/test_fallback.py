@@ -146,3 +146,65 @@ def test_tcp_sender_is_capped_by_backpressure_not_loss(relay):
         await a.close()
         await close_all(b)
     run(go(), timeout=60)
+
+
+class TCPOnlyProxy:
+    """Forwards TCP from its own port to the relay; UDP to that port reaches nobody, as when
+    a network blocks UDP."""
+
+    def __init__(self, target_port):
+        import threading
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        import threading
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.listener.close()
+
+
+def test_cli_client_falls_back_to_tcp_when_udp_is_blocked(relay, tmp_path):
+    from conftest import relay_binary
+    import subprocess
+    (tmp_path / "dev.key").write_text(relay.key.key_file_text())
+    proxy = TCPOnlyProxy(relay.port)
+    try:
+        r = subprocess.run([relay_binary(), "client", "ping", "--relay", f"127.0.0.1:{proxy.port}", "--key", "dev.key",
+                            "--count", "30", "--interval", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "sent 30 received 30 loss 0.00%" in r.stdout
+        status, metrics = relay.http("/metrics")
+        tcp = [line for line in metrics.splitlines()
+               if line.startswith("zrc_relay_packets_forwarded_total") and 'transport="tcp"' in line]
+        assert tcp and float(tcp[0].split()[-1]) >= 60, tcp
+    finally:
+        proxy.close()
