@@ -3,10 +3,10 @@ import Glibc
 #endif
 internal import CNGTCP2
 
-/// Nanoseconds on CLOCK_MONOTONIC: ngtcp2's `ngtcp2_tstamp`.
-enum MonotonicClock {
+/// Nanoseconds on CLOCK_MONOTONIC: ngtcp2's `ngtcp2_tstamp` and `QUICEndpoint.loopTime`.
+public enum MonotonicClock {
     @inline(__always)
-    static func now() -> UInt64 {
+    public static func now() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)

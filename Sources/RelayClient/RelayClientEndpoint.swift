@@ -43,6 +43,14 @@ public final class RelayClientEndpoint: QUICEndpointDelegate, @unchecked Sendabl
 
     public var sessionCount: Int { sessions.count }
 
+    /// Runs on the loop thread every `QUICConfiguration.tickInterval` (the benchmark paces
+    /// its sends with it). Set it on the loop thread.
+    public var tickHandler: ((RelayClientEndpoint) -> Void)?
+
+    public func endpointDidTick(_ endpoint: QUICEndpoint) {
+        tickHandler?(self)
+    }
+
     // MARK: QUICEndpointDelegate
 
     public func connectionEstablished(_ connection: QUICConnection) {

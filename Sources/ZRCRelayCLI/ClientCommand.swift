@@ -10,8 +10,8 @@ import RelayCore
 struct ClientCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "client",
-        abstract: "A relay peer: connect (datagrams on stdin/stdout), echo, ping.",
-        subcommands: [Connect.self, Echo.self, Ping.self]
+        abstract: "A relay peer: connect (datagrams on stdin/stdout), echo, ping, bench.",
+        subcommands: [Connect.self, Echo.self, Ping.self, Bench.self]
     )
 }
 
