@@ -144,6 +144,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Benchmark helper for tools/bench/yamux (not part of the product).
+        .executableTarget(
+            name: "YamuxBench",
+            dependencies: [
+                "YamuxNIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Sources/YamuxBench",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "RelayCoreTests",
             dependencies: ["RelayCore", .product(name: "Crypto", package: "swift-crypto")],

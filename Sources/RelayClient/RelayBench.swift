@@ -131,8 +131,12 @@ public final class RelayBench: RelaySessionDelegate, @unchecked Sendable {
         return await onLoop { $0.tally }
     }
 
-    /// Closes every connection.
+    /// Releases every allocation (so the relay frees them at once), then closes.
     public func close() async {
+        await onLoop { bench in
+            for session in bench.sidesA { session.release() }
+        }
+        try? await Task.sleep(for: .milliseconds(200))
         await onLoop { bench in
             for session in bench.sidesA + bench.sidesB { session.close() }
         }

@@ -32,7 +32,7 @@ final class FallbackConnection: RelayPeerLink, @unchecked Sendable {
     let eventLoop: any EventLoop
     private let relay: RelayServer
     private let logger: Logger
-    private(set) var multiplexer: YamuxMultiplexer!
+    let multiplexer: YamuxMultiplexer
     private var handle: UInt64?
     private var controlStream: YamuxStreamChannel?
     private var datagramStream: YamuxStreamChannel?
@@ -50,11 +50,16 @@ final class FallbackConnection: RelayPeerLink, @unchecked Sendable {
         self.eventLoop = eventLoop
         self.relay = relay
         self.logger = logger
-        self.multiplexer = YamuxMultiplexer(role: .server, eventLoop: eventLoop) { [unowned self] stream in
-            self.accept(stream)
+        let acceptor = StreamAcceptor()
+        self.multiplexer = YamuxMultiplexer(role: .server, eventLoop: eventLoop) { stream in
+            acceptor.connection?.accept(stream) ?? false
         }
+        acceptor.connection = self
         self.multiplexer.sessionClosed.whenComplete { [self] _ in self.transportClosed() }
     }
+
+    /// The most control bytes kept while the relay admits the connection (a few frames).
+    static let controlBacklogLimit = 64 * 1024
 
     /// The connection is ready (TCP accepted, or TLS with the right ALPN): ask the relay in.
     func start() {
@@ -104,8 +109,11 @@ final class FallbackConnection: RelayPeerLink, @unchecked Sendable {
             stream.consumed(bytes.count)
             if let handle {
                 relay.linkReceivedControl(handle, bytes)
-            } else {
+            } else if controlBacklog.count + bytes.count <= Self.controlBacklogLimit {
                 controlBacklog.append(contentsOf: bytes)
+            } else {
+                logger.info("fallback client sent too much before admission; closed", metadata: ["zrc.peer.addr": "\(remoteAddress)"])
+                multiplexer.close()
             }
         case .endOfInput, .closed, .reset:
             // The control stream is the client's session (as QUIC's control stream): its end
@@ -201,4 +209,10 @@ final class FallbackConnection: RelayPeerLink, @unchecked Sendable {
             self.eventLoop.scheduleTask(in: .milliseconds(100)) { self.multiplexer.close() }
         }
     }
+}
+
+/// Lets the multiplexer's inbound-stream callback reach its connection without a cycle.
+private final class StreamAcceptor: @unchecked Sendable {
+    // @unchecked Sendable: set once before the channel is active, read on its event loop.
+    weak var connection: FallbackConnection?
 }

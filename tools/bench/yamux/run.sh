@@ -1,0 +1,76 @@
+#!/bin/sh
+# Bulk throughput through one yamux stream and through the reverse tunnel, on loopback,
+# compared in the same run with hashicorp/yamux (Go, Debian's package) and with direct TCP.
+# Not a test: prints a table. Needs a release build (swift build -c release) and Go.
+#
+#   tools/bench/yamux/run.sh [BYTES] [RUNS]      default 256 MiB, 3 runs (median reported)
+set -eu
+cd "$(dirname "$0")/../../.."
+BYTES=${1:-268435456}
+RUNS=${2:-3}
+BIN=${BIN:-.build/release}
+[ -x "$BIN/zrc-relay" ] && [ -x "$BIN/YamuxBench" ] || { echo "build first: swift build -c release" >&2; exit 1; }
+work=$(mktemp -d)
+pids=""
+cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT INT TERM
+tools/interop/yamux-peer/build.sh "$work" >/dev/null
+(cd tools/bench/yamux && GO111MODULE=off GOCACHE="$work/cache" go build -o "$work/tcpbulk" tcpbulk.go)
+PEER=$work/yamux-peer; TCPBULK=$work/tcpbulk
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { i=0; while ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do i=$((i+1)); [ $i -lt 100 ] || return 1; sleep 0.05; done; }
+mibs() { grep -o '[0-9.]* MiB/s' | tail -1 | cut -d' ' -f1; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# Each case prints one MiB/s figure.
+go_go() {   # hashicorp/yamux both sides
+    p=$(port); "$PEER" -mode server -listen 127.0.0.1:$p -behavior sink -timeout 300s >/dev/null 2>&1 & pids="$pids $!"
+    wait_port $p; "$PEER" -mode client -connect 127.0.0.1:$p -behavior source -bytes "$1" -streams "$2" -reply sha256 -timeout 300s 2>&1 | mibs
+}
+go_swift() {  # Go client sends, our server receives
+    p=$(port); "$BIN/YamuxBench" sink --listen $p >/dev/null & pids="$pids $!"
+    wait_port $p; "$PEER" -mode client -connect 127.0.0.1:$p -behavior source -bytes "$1" -streams "$2" -reply sha256 -timeout 300s 2>&1 | mibs
+}
+swift_go() {  # our client sends, Go server receives
+    p=$(port); "$PEER" -mode server -listen 127.0.0.1:$p -behavior sink -timeout 300s >/dev/null 2>&1 & pids="$pids $!"
+    wait_port $p; "$BIN/YamuxBench" source --connect 127.0.0.1:$p --bytes "$1" --streams "$2" | mibs
+}
+swift_swift() {
+    p=$(port); "$BIN/YamuxBench" sink --listen $p >/dev/null & pids="$pids $!"
+    wait_port $p; "$BIN/YamuxBench" source --connect 127.0.0.1:$p --bytes "$1" --streams "$2" | mibs
+}
+tcp() {       # direct TCP, no yamux
+    p=$(port); "$TCPBULK" -listen 127.0.0.1:$p >/dev/null & pids="$pids $!"
+    wait_port $p; "$TCPBULK" -connect 127.0.0.1:$p -bytes "$1" -streams "$2" | mibs
+}
+tunnel() {    # public TCP -> tunnel server -> yamux -> tunnel client -> local TCP sink
+    l=$(port); c=$(port); pub=$(port)
+    "$TCPBULK" -listen 127.0.0.1:$l >/dev/null & pids="$pids $!"
+    "$BIN/zrc-relay" tunnel server --listen-addr 127.0.0.1 --control-port $c --public-port $pub --log-level warning & pids="$pids $!"
+    wait_port $c
+    "$BIN/zrc-relay" tunnel client --server 127.0.0.1:$c --local-port $l --log-level warning & pids="$pids $!"
+    sleep 0.5
+    "$TCPBULK" -connect 127.0.0.1:$pub -bytes "$1" -streams "$2" | mibs
+}
+
+echo "yamux bulk throughput, $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%Y-%m-%d)"
+echo "payload $BYTES bytes per stream, median of $RUNS runs, MiB/s (SHA-256 of every byte on both ends)"
+printf '%-46s %12s %12s\n' "case" "1 stream" "8 streams"
+for case in tcp go_go go_swift swift_go swift_swift tunnel; do
+    one=""; eight=""
+    for r in $(seq "$RUNS"); do
+        one="$one $($case "$BYTES" 1)"; for p in $pids; do kill "$p" 2>/dev/null || true; done; pids=""
+        eight="$eight $($case $((BYTES / 8)) 8)"; for p in $pids; do kill "$p" 2>/dev/null || true; done; pids=""
+    done
+    m1=$(echo $one | tr ' ' '\n' | median); m8=$(echo $eight | tr ' ' '\n' | median)
+    case $case in
+        tcp) label="direct TCP (Go, no yamux)";;
+        go_go) label="yamux: Go client -> Go server";;
+        go_swift) label="yamux: Go client -> Swift server (YamuxNIO)";;
+        swift_go) label="yamux: Swift client (YamuxNIO) -> Go server";;
+        swift_swift) label="yamux: Swift -> Swift";;
+        tunnel) label="reverse tunnel (zrc-relay tunnel, TCP in+out)";;
+    esac
+    printf '%-46s %12s %12s\n' "$label" "$m1" "$m8"
+done
