@@ -94,7 +94,7 @@ extension RelayServer {
                     completion(index, delay)
                     return
                 }
-                datagram.withUnsafeBytes { forward($0, from: from, transport: .tcp) }
+                datagram.withUnsafeBytes { forward($0, from: from) }
             }
             completion(datagrams.count, 0)
         }

@@ -230,12 +230,13 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
     }
 
     public func connection(_ connection: QUICConnection, didReceiveDatagram payload: UnsafeRawBufferPointer) {
-        forward(payload, from: ConnectionHandle(connection.id), transport: .quic)
+        forward(payload, from: ConnectionHandle(connection.id))
     }
 
-    /// Forwards one datagram to the other side of its allocation (QUIC or fallback).
+    /// Forwards one datagram to the other side of its allocation (QUIC or fallback); it is
+    /// counted under the transport it leaves on.
     @inline(__always)
-    func forward(_ payload: UnsafeRawBufferPointer, from: ConnectionHandle, transport: RelayCounters.Transport) {
+    func forward(_ payload: UnsafeRawBufferPointer, from: ConnectionHandle) {
         guard payload.count <= configuration.maxDatagramPayload else {
             counters.dropped(.tooLarge)
             return
