@@ -3,6 +3,12 @@
 /// Every field has a default that suits a relay on a 1500-byte-MTU network; the relay's own
 /// configuration layer maps its TOML keys onto these.
 public struct QUICConfiguration: Sendable {
+    /// Ack-eliciting packets received before an ACK is sent at once (ngtcp2's default is 2).
+    /// 8: a relayed stream of datagrams needs ACKs for congestion control only, never for
+    /// retransmission, and every ACK is a packet and a system-call slot for the relay; the
+    /// peer still gets one within max_ack_delay (25 ms).
+    static let ackThreshold = 8
+
     /// When the server demands address validation with a Retry packet.
     public enum RetryPolicy: Sendable, Hashable {
         /// Never send Retry.

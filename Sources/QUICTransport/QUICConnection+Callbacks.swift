@@ -59,6 +59,7 @@ extension QUICConnection {
         }
         cb.recv_stream_data = { conn, flags, streamID, _, data, length, userData, _ in
             guard let connection = QUICConnection.from(userData), let conn else { return NGTCP2_ERR_CALLBACK_FAILURE }
+            connection.packetNeedsPromptWrite = true
             // We consume everything at once, so give the credit straight back.
             ngtcp2_conn_extend_max_stream_offset(conn, streamID, UInt64(length))
             ngtcp2_conn_extend_max_offset(conn, UInt64(length))

@@ -14,6 +14,7 @@ extension QUICConnection {
         settings.handshake_timeout = configuration.handshakeTimeout.nanosecondsClamped
         // 1452 (ngtcp2's PMTUD ceiling): the send buffers are this large so probes fit.
         settings.max_tx_udp_payload_size = 1452
+        settings.ack_thresh = QUICConfiguration.ackThreshold
         var params = ngtcp2_transport_params()
         ngtcp2_transport_params_default_versioned(NGTCP2_TRANSPORT_PARAMS_VERSION, &params)
         params.max_idle_timeout = configuration.maxIdleTimeout.nanosecondsClamped
@@ -129,12 +130,27 @@ extension QUICConnection {
         }
         guard let conn else { return }
         var info = ngtcp2_pkt_info()
+        let datagramsBefore = datagramsReceived
+        packetNeedsPromptWrite = false
         let rv = ngtcp2_conn_read_pkt_versioned(conn, path, NGTCP2_PKT_INFO_VERSION, &info, packet, length, now)
         if rv != 0 {
             handleFatal(rv, now: now)
             return
         }
-        endpoint.scheduleFlush(self)
+        if case .established = state, datagramsReceived != datagramsBefore, !packetNeedsPromptWrite, pendingClose == nil {
+            // Only datagrams arrived: nothing to answer but an ACK, which waits (see
+            // nextDeadline) until `ackThreshold` packets are unacknowledged, as ngtcp2's
+            // immediate-ACK rule would have it, so a fast sender's window still opens quickly.
+            if ackPendingSince == nil { ackPendingSince = now }
+            heldAckPackets += 1
+            if heldAckPackets >= QUICConfiguration.ackThreshold {
+                endpoint.scheduleFlush(self)
+            } else {
+                endpoint.rescheduleTimer(self)
+            }
+        } else {
+            endpoint.scheduleFlush(self)
+        }
     }
 
     /// Reacts to an ngtcp2 error from reading, writing or a timer.
@@ -177,6 +193,8 @@ extension QUICConnection {
     /// into the endpoint's send batch.
     func flush(now: UInt64) {
         guard conn != nil else { return }
+        ackPendingSince = nil
+        heldAckPackets = 0
         switch state {
         case .handshaking, .established: break
         case .closing, .draining, .closed: return
@@ -375,7 +393,16 @@ extension QUICConnection {
         case .closed: return .max
         case .handshaking, .established:
             guard let conn else { return .max }
-            return min(ngtcp2_conn_get_expiry(conn), closeLingerDeadline ?? .max)
+            let deadline = min(ngtcp2_conn_get_expiry(conn), closeLingerDeadline ?? .max)
+            // ACK coalescing: after packets that only carried datagrams, ngtcp2 wants to ACK
+            // within min(max_ack_delay, smoothed RTT / 8), which on a short path means one
+            // ACK-only packet per packet received. Nothing else is waiting to be sent, so hold
+            // the timer until `ackCoalescingNanoseconds` after the first unacknowledged one
+            // (well inside the 25 ms max_ack_delay we advertise). Any write sends the ACK earlier.
+            if let since = ackPendingSince, datagrams.isEmpty, !control.hasUnsent, closeLingerDeadline == nil {
+                return max(deadline, since &+ Self.ackCoalescingNanoseconds)
+            }
+            return deadline
         }
     }
 

@@ -39,6 +39,14 @@ public final class QUICConnection {
     // Timer bookkeeping (see TimerHeap).
     var scheduledDeadline: UInt64 = .max
     var isQueuedForFlush = false
+    /// When the oldest received packet whose ACK is being held arrived (ACK coalescing).
+    var ackPendingSince: UInt64?
+    /// Packets received since the last write whose ACK is held.
+    var heldAckPackets = 0
+    /// Set by callbacks while a packet is read when it needs an answer sooner than an ACK.
+    var packetNeedsPromptWrite = false
+    /// How long ACKs of datagram-only packets may be held (see `nextDeadline`).
+    static let ackCoalescingNanoseconds: UInt64 = 5_000_000
 
     // Deferred actions: public mutators may be called from inside ngtcp2 callbacks.
     var pendingClose: (code: UInt64, isApplication: Bool, reason: [UInt8])?
