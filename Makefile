@@ -5,7 +5,7 @@ BIN_DEBUG := .build/debug/zrc-relay
 BIN_RELEASE := .build/release/zrc-relay
 RUN_ARGS ?=
 
-.PHONY: run test deps test-deps build build-release unit interop clean
+.PHONY: run test bench deps test-deps build build-release unit interop clean
 
 ## make run: install what is missing, build (release), start the relay on its defaults.
 run: deps build-release
@@ -16,6 +16,12 @@ test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	ZRC_BIN=$(CURDIR)/$(BIN_DEBUG) $(PYTHON) -m pytest -q tools/interop
+	bash tools/bench/relay/run.sh --smoke --zrc-bin $(CURDIR)/$(BIN_DEBUG)
+
+## make bench: the relay benchmark against coturn (release build, ~10 min) and the yamux one.
+bench: deps build-release
+	bash tools/bench/relay/run.sh --zrc-bin $(CURDIR)/$(BIN_RELEASE)
+	bash tools/bench/yamux/run.sh
 
 deps:
 	@bash tools/install.sh run

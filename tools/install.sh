@@ -7,7 +7,7 @@ mode="${1:-run}"
 here="$(cd "$(dirname "$0")/.." && pwd)"
 
 run_pkgs=(libngtcp2-dev libngtcp2-crypto-gnutls-dev libgnutls28-dev gnutls-bin pkg-config)
-test_pkgs=(python3-venv golang-go golang-github-hashicorp-yamux-dev redis-server)
+test_pkgs=(python3-venv golang-go golang-github-hashicorp-yamux-dev redis-server coturn libssl-dev)
 
 want=("${run_pkgs[@]}")
 [ "$mode" = "test" ] && want+=("${test_pkgs[@]}")

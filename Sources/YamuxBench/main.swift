@@ -66,7 +66,7 @@ case "source":
     let size = value("--bytes", in: arguments).flatMap(Int.init) ?? 64 << 20
     let streams = value("--streams", in: arguments).flatMap(Int.init) ?? 1
     let slot = NIOLockedValueBox<YamuxMultiplexer?>(nil)
-    let channel = try await ClientBootstrap(group: group)
+    let connecting = ClientBootstrap(group: group)
         .channelOption(.socketOption(.tcp_nodelay), value: 1)
         .channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
@@ -75,7 +75,11 @@ case "source":
                 try channel.pipeline.syncOperations.addHandler(multiplexer)
             }
         }
-        .connect(host: host, port: port).get()
+        .connect(host: host, port: port)
+    guard let channel = try? await connecting.get() else {
+        FileHandle.standardError.write(Data("yamux-bench: cannot connect to \(target)\n".utf8))
+        exit(1)
+    }
     guard let multiplexer = slot.withLockedValue({ $0 }) else { exit(1) }
     let started = ContinuousClock.now
     let ok = try await sendAll(multiplexer, size: size, streams: streams)

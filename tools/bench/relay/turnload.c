@@ -1,11 +1,16 @@
 /*
  * turnload: TURN (RFC 8656 / RFC 5766) load generator for the relay benchmark.
  *
- * For N "allocations" it opens N pairs of UDP sockets (side A, side B) towards one
- * TURN server, Allocates a UDP relay on each socket (long-term credentials when the
- * server asks for them: MESSAGE-INTEGRITY = HMAC-SHA1 keyed with MD5(user:realm:pass)),
- * ChannelBinds channel 0x4000 of each side to the other side's relayed address, then
- * sends ChannelData from A to B at a fixed total rate for a fixed time.
+ * For N "allocations" it opens N pairs of UDP sockets (side A, side B). Side A Allocates a
+ * UDP relay on the TURN server (long-term credentials when the server asks for them:
+ * MESSAGE-INTEGRITY = HMAC-SHA1 keyed with MD5(user:realm:pass)) and ChannelBinds channel
+ * 0x4000 to side B, then sends ChannelData at a fixed total rate for a fixed time.
+ *
+ *   --peer udp (default): B is a plain UDP socket, the TURN "peer". Every datagram crosses
+ *       the relay once (client -> allocation -> peer): one receive and one send in the relay,
+ *       the same work per forwarded datagram as a relay between two connected clients.
+ *   --peer turn: B Allocates too and both sides ChannelBind to the other's relayed address.
+ *       Every datagram crosses the relay twice (client A -> relay A -> relay B -> client B).
  *
  *   oneway: A -> relay -> B; B counts what arrives.
  *   rtt:    B echoes every datagram back through the relay; A measures the round trip
@@ -74,11 +79,13 @@ static double opt_warmup = 0.0;
 static int opt_settle_ms = 300;
 static int opt_drain_ms = 500;
 static int opt_verbose = 0;
+static int opt_peer_turn = 0; /* 0: B is a plain UDP peer (one relay hop); 1: B has its own allocation (two hops) */
 
 /* ---- per-socket state ---- */
 typedef struct {
     int fd;
-    struct sockaddr_in relayed;
+    int plain; /* a plain UDP peer socket (no allocation) */
+    struct sockaddr_in relayed; /* allocated side: its relayed address; plain side: its own address */
     int have_nonce;
     char realm[256];
     size_t realm_len;
@@ -240,7 +247,8 @@ typedef void (*attrs_fn)(msg_t *, const void *);
 /*
  * One request/response transaction on a side's socket: retransmits (RFC-style doubling
  * from 100 ms, 7 tries), answers a 401/438 challenge by retrying with credentials.
- * On success copies the response into resp and returns its length; -1 on failure.
+ * On success copies the response into resp and returns its length; -1 on failure, -2 on
+ * 437 (Allocation Mismatch).
  */
 static int request(side_t *s, uint16_t method, attrs_fn add, const void *arg, uint8_t *resp, const char *what) {
     for (int round = 0; round < 4; round++) {
@@ -301,6 +309,7 @@ static int request(side_t *s, uint16_t method, attrs_fn add, const void *arg, ui
             s->have_nonce = 1;
             continue;
         }
+        if (code == 437) return -2; /* allocation mismatch: the caller decides */
         fprintf(stderr, "turnload: %s: error %d %.*s\n", what, code, e && l > 4 ? (int)(l - 4) : 0, e ? (const char *)e + 4 : "");
         return -1;
     }
@@ -339,6 +348,23 @@ static int open_side(side_t *s) {
         setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
     if (connect(s->fd, (struct sockaddr *)&opt_server, sizeof opt_server) < 0) return -1;
     return 0;
+}
+
+/* A plain UDP peer on 127.0.0.1 talking to `relayed` (the other side's relayed address). */
+static int open_plain(side_t *s, const struct sockaddr_in *relayed) {
+    s->plain = 1;
+    s->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s->fd < 0) return -1;
+    int size = 4 << 20;
+    if (setsockopt(s->fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) < 0)
+        setsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    if (setsockopt(s->fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) < 0)
+        setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+    struct sockaddr_in local = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (bind(s->fd, (struct sockaddr *)&local, sizeof local) < 0) return -1;
+    if (connect(s->fd, (const struct sockaddr *)relayed, sizeof *relayed) < 0) return -1;
+    socklen_t len = sizeof s->relayed;
+    return getsockname(s->fd, (struct sockaddr *)&s->relayed, &len);
 }
 
 /* ---- data phase ---- */
@@ -389,6 +415,7 @@ static void pace(uint64_t start, uint64_t now) {
 static void receive(int idx) {
     side_t *s = &sides[idx];
     int is_b = idx & 1;
+    int plain = s->plain;
     for (;;) {
         for (int j = 0; j < BATCH; j++) riov[j].iov_len = BUFSZ;
         int r = recvmmsg(s->fd, rmsg, BATCH, MSG_DONTWAIT, NULL);
@@ -398,19 +425,25 @@ static void receive(int idx) {
         for (int j = 0; j < r; j++) {
             uint8_t *b = rbuf[j];
             size_t len = rmsg[j].msg_len;
-            if (len < 4 || (b[0] & 0xC0) != 0x40) continue; /* STUN (late responses): ignore */
-            size_t plen = get16(b + 2);
-            if (plen + 4 > len || plen < 16) continue;
+            const uint8_t *payload = b;
+            if (plain) {
+                if (len < 16) continue;
+            } else {
+                if (len < 4 || (b[0] & 0xC0) != 0x40) continue; /* STUN (late responses): ignore */
+                size_t plen = get16(b + 2);
+                if (plen + 4 > len || plen < 16) continue;
+                payload = b + 4;
+            }
             n_forwarded++;
             if (!opt_rtt) {
                 n_received++;
             } else if (is_b) {
                 eiov[echoes].iov_base = b;
-                eiov[echoes].iov_len = len; /* same channel number: bound to A on B's allocation */
+                eiov[echoes].iov_len = len; /* plain: to A's relayed address; turn: the same channel, bound to A */
                 echoes++;
             } else {
                 n_received++;
-                uint64_t sent_at = get64(b + 4);
+                uint64_t sent_at = get64(payload);
                 uint64_t d = now > sent_at ? now - sent_at : 0;
                 if (rtt_count < rtt_cap) rtt_ns[rtt_count++] = d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
             }
@@ -447,7 +480,8 @@ static double percentile_us(double p) {
 static void usage(void) {
     fprintf(stderr,
             "usage: turnload [--server HOST:PORT] [--user USER:PASS] [--allocations N] [--rate R] [--size S]\n"
-            "                [--duration SEC] [--mode oneway|rtt] [--relay-pid PID] [--json] [--target NAME]\n"
+            "                [--duration SEC] [--mode oneway|rtt] [--peer udp|turn] [--relay-pid PID] [--json]\n"
+            "                [--target NAME]"
             "                [--tick-us US] [--burst K] [--warmup SEC] [--settle-ms MS] [--drain-ms MS] [-v]\n"
             "  --rate 0: only establish the pairs and hold them for --duration (RSS per allocation).\n");
     exit(2);
@@ -495,7 +529,12 @@ static void parse_args(int argc, char **argv) {
         else if (!strcmp(a, "--warmup")) { NEEDV(); opt_warmup = atof(v); }
         else if (!strcmp(a, "--settle-ms")) { NEEDV(); opt_settle_ms = atoi(v); }
         else if (!strcmp(a, "--drain-ms")) { NEEDV(); opt_drain_ms = atoi(v); }
-        else if (!strcmp(a, "-v")) opt_verbose = 1;
+        else if (!strcmp(a, "--peer")) {
+            NEEDV();
+            if (!strcmp(v, "turn")) opt_peer_turn = 1;
+            else if (!strcmp(v, "udp")) opt_peer_turn = 0;
+            else usage();
+        } else if (!strcmp(a, "-v")) opt_verbose = 1;
         else usage();
 #undef NEEDV
     }
@@ -564,14 +603,28 @@ int main(int argc, char **argv) {
     uint8_t resp[BUFSZ];
     uint64_t t_setup = now_ns();
     for (int i = 0; i < nsides; i++) {
-        if (open_side(&sides[i]) < 0) die("socket: %s", strerror(errno));
-        int r = request(&sides[i], M_ALLOCATE, attrs_allocate, NULL, resp, "Allocate");
+        if ((i & 1) && !opt_peer_turn) {
+            if (open_plain(&sides[i], &sides[i - 1].relayed) < 0) die("peer socket: %s", strerror(errno));
+            continue;
+        }
+        /* 437: the server still holds an allocation on this 5-tuple (a previous run's socket had
+         * the same local port; coturn frees released allocations about a second later): take
+         * another local port. */
+        int r = -2;
+        for (int attempt = 0; attempt < 20 && r == -2; attempt++) {
+            if (attempt > 0) close(sides[i].fd);
+            memset(&sides[i], 0, sizeof sides[i]);
+            if (open_side(&sides[i]) < 0) die("socket: %s", strerror(errno));
+            r = request(&sides[i], M_ALLOCATE, attrs_allocate, NULL, resp, "Allocate");
+        }
+        if (r == -2) fprintf(stderr, "turnload: Allocate: 437 Allocation Mismatch on 20 local ports\n");
         if (r < 0) exit(1);
         size_t l = 0;
         const uint8_t *v = find_attr(resp, (size_t)r, A_XOR_RELAYED_ADDRESS, &l);
         if (parse_xor_address(v, l, &sides[i].relayed) < 0) die("Allocate: no IPv4 XOR-RELAYED-ADDRESS%s", "");
     }
     for (int i = 0; i < nsides; i++) {
+        if (sides[i].plain) continue;
         side_t *peer = &sides[i ^ 1];
         if (request(&sides[i], M_CHANNEL_BIND, attrs_channel_bind, &peer->relayed, resp, "ChannelBind") < 0) exit(1);
     }
@@ -636,7 +689,7 @@ int main(int argc, char **argv) {
 
     /* Release the allocations (Refresh with LIFETIME 0); failures here do not matter. */
     for (int i = 0; i < nsides; i++) {
-        request(&sides[i], M_REFRESH, attrs_refresh_zero, NULL, resp, "Refresh(0)");
+        if (!sides[i].plain) request(&sides[i], M_REFRESH, attrs_refresh_zero, NULL, resp, "Refresh(0)");
         close(sides[i].fd);
     }
 
@@ -661,12 +714,14 @@ int main(int argc, char **argv) {
                "\"sent\":%" PRIu64 ",\"received\":%" PRIu64 ",\"forwarded\":%" PRIu64 ",\"send_failures\":%" PRIu64 ","
                "\"forwarded_rate\":%.3f,\"loss\":%.6f,\"rtt_p50_us\":%s,\"rtt_p99_us\":%s,\"rtt_p999_us\":%s,"
                "\"relay_cpu_us_per_datagram\":%s,\"relay_rss_before_kib\":%s,\"relay_rss_kib\":%s,"
-               "\"loadgen_cpu_pct\":%.1f,\"setup_s\":%.3f}\n",
+               "\"peer\":\"%s\",\"loadgen_cpu_pct\":%.1f,\"setup_s\":%.3f}\n",
                opt_target, opt_rtt ? "rtt" : "oneway", opt_allocations, opt_rate, opt_size, opt_duration, n_sent,
-               n_received, n_forwarded, failures, fwd_rate, loss, b50, b99, b999, bcpu, brss0, brss, gen_pct, setup_s);
+               n_received, n_forwarded, failures, fwd_rate, loss, b50, b99, b999, bcpu, brss0, brss,
+               opt_peer_turn ? "turn" : "udp", gen_pct, setup_s);
     } else {
-        printf("%s: allocations %d rate %ld/s size %d B mode %s duration %.1f s (set-up %.2f s)\n", opt_target,
-               opt_allocations, opt_rate, opt_size, opt_rtt ? "rtt" : "oneway", opt_duration, setup_s);
+        printf("%s: allocations %d rate %ld/s size %d B mode %s peer %s duration %.1f s (set-up %.2f s)\n", opt_target,
+               opt_allocations, opt_rate, opt_size, opt_rtt ? "rtt" : "oneway", opt_peer_turn ? "turn" : "udp",
+               opt_duration, setup_s);
         printf("sent %" PRIu64 " received %" PRIu64 " forwarded %" PRIu64 " send failures %" PRIu64
                " loss %.2f%% forwarded_rate %.0f/s\n",
                n_sent, n_received, n_forwarded, failures, loss * 100, fwd_rate);

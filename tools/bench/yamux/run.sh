@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/usr/bin/env bash
 # Bulk throughput through one yamux stream and through the reverse tunnel, on loopback,
 # compared in the same run with hashicorp/yamux (Go, Debian's package) and with direct TCP.
 # Not a test: prints a table. Needs a release build (swift build -c release) and Go.
@@ -13,6 +13,7 @@ BIN=${BIN:-.build/release}
 work=$(mktemp -d)
 pids=""
 cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+out=/dev/null
 trap cleanup EXIT INT TERM
 tools/interop/yamux-peer/build.sh "$work" >/dev/null
 (cd tools/bench/yamux && GO111MODULE=off GOCACHE="$work/cache" go build -o "$work/tcpbulk" tcpbulk.go)
@@ -23,46 +24,53 @@ wait_port() { i=0; while ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do i=$
 mibs() { grep -o '[0-9.]* MiB/s' | tail -1 | cut -d' ' -f1; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-# Each case prints one MiB/s figure.
+# Each case appends one MiB/s figure to $out; servers go to the background with their
+# output discarded, and are killed after every run (`stop`).
+# The Go peer accepts exactly one connection, so it is not probed: wait for its "ready" line.
+go_server() {
+    p=$(port); : >"$work/ready"
+    "$PEER" -mode server -listen 127.0.0.1:$p -behavior sink -timeout 300s >"$work/ready" 2>/dev/null & pids="$pids $!"
+    i=0; until grep -q ready "$work/ready"; do i=$((i+1)); [ $i -lt 200 ] || return 1; sleep 0.05; done
+}
 go_go() {   # hashicorp/yamux both sides
-    p=$(port); "$PEER" -mode server -listen 127.0.0.1:$p -behavior sink -timeout 300s >/dev/null 2>&1 & pids="$pids $!"
-    wait_port $p; "$PEER" -mode client -connect 127.0.0.1:$p -behavior source -bytes "$1" -streams "$2" -reply sha256 -timeout 300s 2>&1 | mibs
+    go_server; "$PEER" -mode client -connect 127.0.0.1:$p -behavior source -bytes "$1" -streams "$2" -reply sha256 -timeout 300s 2>&1 | mibs >>"$out"
 }
 go_swift() {  # Go client sends, our server receives
-    p=$(port); "$BIN/YamuxBench" sink --listen $p >/dev/null & pids="$pids $!"
-    wait_port $p; "$PEER" -mode client -connect 127.0.0.1:$p -behavior source -bytes "$1" -streams "$2" -reply sha256 -timeout 300s 2>&1 | mibs
+    p=$(port); "$BIN/YamuxBench" sink --listen $p >/dev/null 2>&1 & pids="$pids $!"
+    wait_port $p; "$PEER" -mode client -connect 127.0.0.1:$p -behavior source -bytes "$1" -streams "$2" -reply sha256 -timeout 300s 2>&1 | mibs >>"$out"
 }
 swift_go() {  # our client sends, Go server receives
-    p=$(port); "$PEER" -mode server -listen 127.0.0.1:$p -behavior sink -timeout 300s >/dev/null 2>&1 & pids="$pids $!"
-    wait_port $p; "$BIN/YamuxBench" source --connect 127.0.0.1:$p --bytes "$1" --streams "$2" | mibs
+    go_server; "$BIN/YamuxBench" source --connect 127.0.0.1:$p --bytes "$1" --streams "$2" | mibs >>"$out"
 }
 swift_swift() {
-    p=$(port); "$BIN/YamuxBench" sink --listen $p >/dev/null & pids="$pids $!"
-    wait_port $p; "$BIN/YamuxBench" source --connect 127.0.0.1:$p --bytes "$1" --streams "$2" | mibs
+    p=$(port); "$BIN/YamuxBench" sink --listen $p >/dev/null 2>&1 & pids="$pids $!"
+    wait_port $p; "$BIN/YamuxBench" source --connect 127.0.0.1:$p --bytes "$1" --streams "$2" | mibs >>"$out"
 }
 tcp() {       # direct TCP, no yamux
-    p=$(port); "$TCPBULK" -listen 127.0.0.1:$p >/dev/null & pids="$pids $!"
-    wait_port $p; "$TCPBULK" -connect 127.0.0.1:$p -bytes "$1" -streams "$2" | mibs
+    p=$(port); "$TCPBULK" -listen 127.0.0.1:$p >/dev/null 2>&1 & pids="$pids $!"
+    wait_port $p; "$TCPBULK" -connect 127.0.0.1:$p -bytes "$1" -streams "$2" | mibs >>"$out"
 }
 tunnel() {    # public TCP -> tunnel server -> yamux -> tunnel client -> local TCP sink
     l=$(port); c=$(port); pub=$(port)
-    "$TCPBULK" -listen 127.0.0.1:$l >/dev/null & pids="$pids $!"
-    "$BIN/zrc-relay" tunnel server --listen-addr 127.0.0.1 --control-port $c --public-port $pub --log-level warning & pids="$pids $!"
+    "$TCPBULK" -listen 127.0.0.1:$l >/dev/null 2>&1 & pids="$pids $!"
+    "$BIN/zrc-relay" tunnel server --listen-addr 127.0.0.1 --control-port $c --public-port $pub --log-level warning >/dev/null 2>&1 & pids="$pids $!"
     wait_port $c
-    "$BIN/zrc-relay" tunnel client --server 127.0.0.1:$c --local-port $l --log-level warning & pids="$pids $!"
+    "$BIN/zrc-relay" tunnel client --server 127.0.0.1:$c --local-port $l --log-level warning >/dev/null 2>&1 & pids="$pids $!"
     sleep 0.5
-    "$TCPBULK" -connect 127.0.0.1:$pub -bytes "$1" -streams "$2" | mibs
+    "$TCPBULK" -connect 127.0.0.1:$pub -bytes "$1" -streams "$2" | mibs >>"$out"
 }
 
 echo "yamux bulk throughput, $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%Y-%m-%d)"
 echo "payload $BYTES bytes per stream, median of $RUNS runs, MiB/s (SHA-256 of every byte on both ends)"
 printf '%-46s %12s %12s\n' "case" "1 stream" "8 streams"
-for case in tcp go_go go_swift swift_go swift_swift tunnel; do
-    one=""; eight=""
+stop() { for p in $pids; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=""; }
+for case in ${CASES:-tcp go_go go_swift swift_go swift_swift tunnel}; do
+    : >"$work/one"; : >"$work/eight"
     for r in $(seq "$RUNS"); do
-        one="$one $($case "$BYTES" 1)"; for p in $pids; do kill "$p" 2>/dev/null || true; done; pids=""
-        eight="$eight $($case $((BYTES / 8)) 8)"; for p in $pids; do kill "$p" 2>/dev/null || true; done; pids=""
+        out=$work/one; $case "$BYTES" 1; stop
+        out=$work/eight; $case $((BYTES / 8)) 8; stop
     done
+    one=$(cat "$work/one"); eight=$(cat "$work/eight")
     m1=$(echo $one | tr ' ' '\n' | median); m8=$(echo $eight | tr ' ' '\n' | median)
     case $case in
         tcp) label="direct TCP (Go, no yamux)";;
