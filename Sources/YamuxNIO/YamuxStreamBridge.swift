@@ -73,6 +73,7 @@ public final class YamuxStreamBridge: ChannelInboundHandler, @unchecked Sendable
                 self.requestRead()
             case .failure:
                 self.finish(ending: "stream closed while writing")
+                self.context?.close(promise: nil)
             }
         }
     }
