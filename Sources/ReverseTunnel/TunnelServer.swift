@@ -39,7 +39,8 @@ public final class TunnelServer: Sendable {
         }
     }
 
-    /// The clients that may carry traffic, oldest first; the last one is used.
+    /// Accepted clients, oldest first; the last one is the current client. (Older entries are
+    /// kept only to tell whether a client that leaves is the current one.)
     private let clients = NIOLockedValueBox<[ClientRecord]>([])
     private let nextSerial = NIOLockedValueBox(0)
     private let configuration: Configuration
@@ -165,11 +166,17 @@ public final class TunnelServer: Sendable {
         logger.info("tunnel client is now the current client")
     }
 
-    /// Removes a client; returns whether it was the current one.
+    /// Removes a client; returns whether it was the current one. Losing the current client
+    /// clears the reference: public connections are refused until a client (re)connects,
+    /// even if an older one is still connected.
     private func unregister(_ client: ClientRecord) -> Bool {
         clients.withLockedValue { list in
             let wasCurrent = list.last === client
-            list.removeAll { $0 === client }
+            if wasCurrent {
+                list.removeAll()
+            } else {
+                list.removeAll { $0 === client }
+            }
             return wasCurrent
         }
     }
