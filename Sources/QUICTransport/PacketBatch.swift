@@ -67,9 +67,18 @@ final class ReceiveBatch {
 
 /// Pre-allocated buffers for `sendmmsg`: packets are written straight into a slot by ngtcp2,
 /// committed with their destination, and sent together when the batch is flushed or full.
+///
+/// With UDP GSO (`segmentationOffload`), consecutive packets to the same destination whose
+/// sizes allow it (all equal, the last one no larger) leave as one `UDP_SEGMENT` message: the
+/// kernel walks its send path once for the group and cuts it into datagrams afterwards. The
+/// slots' iovecs are consecutive, so a group is simply a message with several iovecs.
 final class SendBatch {
     /// Room for one QUIC packet (ngtcp2 writes at most `max_tx_udp_payload_size`, 1452 by default).
     static let slotSize = 1500
+    /// The kernel's limit on segments in one GSO send (UDP_MAX_SEGMENTS).
+    static let maximumSegments = 64
+    /// The largest UDP payload of one GSO send.
+    static let maximumGroupBytes = 65_000
 
     let capacity: Int
     private(set) var count = 0
@@ -77,18 +86,31 @@ final class SendBatch {
     private let addresses: UnsafeMutablePointer<sockaddr_storage>
     private let iovecs: UnsafeMutablePointer<iovec>
     private let messages: UnsafeMutablePointer<CNGTCP2_mmsghdr>
+    /// One message per GSO group, with its control buffer (used only with GSO).
+    private let groups: UnsafeMutablePointer<CNGTCP2_mmsghdr>
+    private let groupSlotCounts: UnsafeMutablePointer<Int>
+    private let controls: UnsafeMutableRawPointer
+    private let controlSpace: Int
+    /// Whether to group packets with UDP GSO; turned off for good if the kernel refuses it.
+    private(set) var segmentationOffload: Bool
     /// Packets the kernel refused (send buffer full, unreachable): QUIC recovers them as losses.
     private(set) var sendFailures: UInt64 = 0
     /// Packets handed to the kernel.
     private(set) var packetsSent: UInt64 = 0
 
-    init(capacity: Int) {
+    init(capacity: Int, segmentationOffload: Bool = false) {
         self.capacity = capacity
+        self.segmentationOffload = segmentationOffload
         buffers = .allocate(byteCount: capacity * Self.slotSize, alignment: 16)
         addresses = .allocate(capacity: capacity)
         addresses.initialize(repeating: sockaddr_storage(), count: capacity)
         iovecs = .allocate(capacity: capacity)
         messages = .allocate(capacity: capacity)
+        groups = .allocate(capacity: capacity)
+        groupSlotCounts = .allocate(capacity: capacity)
+        controlSpace = CNGTCP2_gso_cmsg_space()
+        controls = .allocate(byteCount: capacity * controlSpace, alignment: 16)
+        controls.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * controlSpace)
         for i in 0..<capacity {
             iovecs[i] = iovec(iov_base: buffers + i * Self.slotSize, iov_len: 0)
             var header = CNGTCP2_mmsghdr()
@@ -96,6 +118,7 @@ final class SendBatch {
             header.msg_hdr.msg_iov = iovecs + i
             header.msg_hdr.msg_iovlen = 1
             messages[i] = header
+            groups[i] = CNGTCP2_mmsghdr()
         }
     }
 
@@ -104,6 +127,9 @@ final class SendBatch {
         addresses.deallocate()
         iovecs.deallocate()
         messages.deallocate()
+        groups.deallocate()
+        groupSlotCounts.deallocate()
+        controls.deallocate()
     }
 
     var isFull: Bool { count == capacity }
@@ -134,24 +160,85 @@ final class SendBatch {
 
     /// Sends everything committed. A packet the kernel refuses is skipped and counted.
     func flush(to fd: Int32) {
+        if segmentationOffload, count > 1 {
+            flushGrouped(to: fd)
+        } else {
+            send(messages, count: count, slotsPerMessage: nil, to: fd)
+        }
+        count = 0
+    }
+
+    /// Whether slot `b` goes to the same address as slot `a`.
+    @inline(__always)
+    private func sameDestination(_ a: Int, _ b: Int) -> Bool {
+        let length = messages[a].msg_hdr.msg_namelen
+        guard messages[b].msg_hdr.msg_namelen == length else { return false }
+        return memcmp(addresses + a, addresses + b, Int(length)) == 0
+    }
+
+    /// Builds the GSO groups, then sends them.
+    private func flushGrouped(to fd: Int32) {
+        var groupCount = 0
         var start = 0
         while start < count {
-            let n = CNGTCP2_sendmmsg(fd, messages + start, UInt32(count - start), 0)
+            let segmentSize = iovecs[start].iov_len
+            var end = start + 1
+            var bytes = segmentSize
+            // Extend while every earlier segment is exactly `segmentSize` and this one is no larger.
+            while end < count, end - start < Self.maximumSegments, sameDestination(start, end),
+                  iovecs[end - 1].iov_len == segmentSize, iovecs[end].iov_len <= segmentSize,
+                  bytes + iovecs[end].iov_len <= Self.maximumGroupBytes {
+                bytes += iovecs[end].iov_len
+                end += 1
+            }
+            var header = messages[start]
+            header.msg_hdr.msg_iov = iovecs + start
+            header.msg_hdr.msg_iovlen = end - start
+            header.msg_hdr.msg_control = nil
+            header.msg_hdr.msg_controllen = 0
+            if end - start > 1 {
+                header.msg_hdr.msg_control = controls + groupCount * controlSpace
+                header.msg_hdr.msg_controllen = controlSpace
+                _ = withUnsafeMutablePointer(to: &header.msg_hdr) { CNGTCP2_set_gso_cmsg($0, UInt16(segmentSize)) }
+            }
+            groups[groupCount] = header
+            groupSlotCounts[groupCount] = end - start
+            groupCount += 1
+            start = end
+        }
+        send(groups, count: groupCount, slotsPerMessage: groupSlotCounts, to: fd)
+    }
+
+    /// `sendmmsg` over `count` messages; failures are counted in packets (slots).
+    private func send(_ vector: UnsafeMutablePointer<CNGTCP2_mmsghdr>, count: Int,
+                      slotsPerMessage: UnsafeMutablePointer<Int>?, to fd: Int32) {
+        func slots(_ range: Range<Int>) -> UInt64 {
+            guard let slotsPerMessage else { return UInt64(range.count) }
+            var total = 0
+            for i in range { total += slotsPerMessage[i] }
+            return UInt64(total)
+        }
+        var start = 0
+        while start < count {
+            let n = CNGTCP2_sendmmsg(fd, vector + start, UInt32(count - start), 0)
             if n > 0 {
+                packetsSent &+= slots(start..<start + Int(n))
                 start += Int(n)
-                packetsSent &+= UInt64(n)
                 continue
             }
             if n < 0 && errno == EINTR { continue }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
                 // The socket buffer is full: the rest is lost; congestion control will notice.
-                sendFailures &+= UInt64(count - start)
+                sendFailures &+= slots(start..<count)
                 break
             }
-            // This one packet failed (EMSGSIZE for an oversized probe, ECONNREFUSED, …): skip it.
-            sendFailures &+= 1
+            if n < 0, slotsPerMessage != nil, vector[start].msg_hdr.msg_controllen > 0, errno == EIO || errno == EINVAL {
+                // The device cannot segment (no checksum offload): stop using GSO.
+                segmentationOffload = false
+            }
+            // This one message failed (EMSGSIZE for an oversized probe, ECONNREFUSED, …): skip it.
+            sendFailures &+= slots(start..<start + 1)
             start += 1
         }
-        count = 0
     }
 }

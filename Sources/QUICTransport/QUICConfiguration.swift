@@ -3,6 +3,10 @@
 /// Every field has a default that suits a relay on a 1500-byte-MTU network; the relay's own
 /// configuration layer maps its TOML keys onto these.
 public struct QUICConfiguration: Sendable {
+    /// Send runs of equal-sized packets to one destination as one UDP GSO message when the
+    /// kernel supports it (it is probed). Default on.
+    public var segmentationOffload = true
+
     /// Ack-eliciting packets received before an ACK is sent at once (ngtcp2's default is 2).
     /// 8: a relayed stream of datagrams needs ACKs for congestion control only, never for
     /// retransmission, and every ACK is a packet and a system-call slot for the relay; the

@@ -88,7 +88,8 @@ public final class QUICEndpoint: @unchecked Sendable {
         self.socket = socket
         self.tls = try TLSContext(configuration: configuration, isServer: role == .server)
         self.slabs = DatagramSlabPool(maxSlots: 64 * 1024)
-        self.sendBatch = SendBatch(capacity: max(8, configuration.batchSize))
+        self.sendBatch = SendBatch(capacity: max(8, configuration.batchSize),
+                                   segmentationOffload: configuration.segmentationOffload && socket.supportsSegmentationOffload)
         self.receiveBatch = ReceiveBatch(capacity: max(8, configuration.batchSize))
         self.writePath = .allocate(capacity: 1)
         ngtcp2_path_storage_zero(writePath)
