@@ -26,7 +26,7 @@ struct RelayService: Service {
                 throw error
             }
             logger.info("fallback listening", metadata: [
-                "transport": "tcp", "tls": "\(fallback.tls != nil)", "listen": "\(listener?.localAddress.map { "\($0)" } ?? "?")",
+                "transport": "tcp", "tls": "\(fallback.tls != nil)", "listen": "\(fallback.host):\(listener?.localAddress?.port ?? fallback.port)",
             ])
         }
         logger.info("relay listening", metadata: ["transport": "quic", "listen": "\(server.endpoint.localAddress)"])
