@@ -91,7 +91,7 @@ let package = Package(
         .target(
             name: "ReverseTunnel",
             dependencies: [
-                "Yamux", "YamuxNIO",
+                "Yamux", "YamuxNIO", "RelayCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -1,6 +1,7 @@
 // See include/CNGTCP2.h for why each of these exists.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <malloc.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <netinet/udp.h>
@@ -51,4 +52,8 @@ int CNGTCP2_probe_gso(int fd) {
 
 size_t CNGTCP2_max_retry_token_length(void) {
     return NGTCP2_CRYPTO_MAX_RETRY_TOKENLEN;
+}
+
+int CNGTCP2_malloc_trim(void) {
+    return malloc_trim(0);
 }

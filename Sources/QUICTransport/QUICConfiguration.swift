@@ -19,8 +19,9 @@ public struct QUICConfiguration: Sendable {
         case never
         /// Always send Retry to a client that has no valid token.
         case always
-        /// Send Retry only while new connection attempts exceed this many per second.
-        case auto(acceptsPerSecond: Int)
+        /// Send Retry only under load: while new Initials exceed `acceptRate` per second, or
+        /// while `autoRetryHalfOpenThreshold` handshakes are incomplete.
+        case auto
     }
 
     /// The ALPN protocol both sides must agree on; a handshake without it fails.
@@ -38,7 +39,18 @@ public struct QUICConfiguration: Sendable {
     /// How long a handshake may take before the attempt is dropped.
     public var handshakeTimeout: Duration = .seconds(10)
     /// Address validation with Retry (server role).
-    public var retryPolicy: RetryPolicy = .auto(acceptsPerSecond: 500)
+    public var retryPolicy: RetryPolicy = .auto
+    /// Connections created per second, all sources together, in every retry mode (beyond it:
+    /// Retry for unvalidated addresses under `auto`/`always`, stateless refusal for the
+    /// rest); 0 = no limit. `security.accept_rate`.
+    public var acceptRate: Int = 500
+    /// Handshakes in progress at once, all sources together; beyond it new Initials are
+    /// refused. 1000 × ~50 KB of ngtcp2 and GnuTLS state bounds a never-completing flood to
+    /// ~50 MB.
+    public var maxHalfOpenHandshakes: Int = 1000
+    /// Under `.auto`: from this many incomplete handshakes on, unvalidated clients get a Retry
+    /// (a completed handshake takes one RTT, so a hundred in flight is already a burst).
+    public var autoRetryHalfOpenThreshold: Int = 100
     /// The `max_datagram_frame_size` transport parameter we advertise (frame type + length + payload).
     public var maxDatagramFrameSize: Int = 65535
     /// Datagrams that may wait for congestion control or pacing, per connection.

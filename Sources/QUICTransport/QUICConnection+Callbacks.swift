@@ -108,6 +108,7 @@ extension QUICConnection {
     func didCompleteHandshake() {
         guard case .handshaking = state else { return }
         state = .established
+        endpoint.handshakeEnded(self)
         if let conn, let path = ngtcp2_conn_get_path(conn), let remote = path.pointee.remote.addr,
            let address = SocketAddress(sockaddr: remote, length: path.pointee.remote.addrlen) {
             remoteAddress = address

@@ -256,11 +256,14 @@ extension QUICConnection {
                         dropHead(reason: .tooLarge)
                         continue
                     }
+                    // An empty datagram is a DATAGRAM frame with no data vector: ngtcp2 0.12.1
+                    // asserts that every vector it encodes is non-empty (DESIGN §4 v3: empty
+                    // payloads are forwarded like any other).
                     var vec = ngtcp2_vec(base: endpoint.slabs.pointer(head.slot).assumingMemoryBound(to: UInt8.self), len: Int(head.length))
                     var accepted: Int32 = 0
                     let n = ngtcp2_conn_writev_datagram_versioned(
                         conn, &path.pointee.path, NGTCP2_PKT_INFO_VERSION, &info, buffer, Int(maxPacket),
-                        &accepted, UInt32(NGTCP2_WRITE_DATAGRAM_FLAG_MORE), 0, &vec, 1, now)
+                        &accepted, UInt32(NGTCP2_WRITE_DATAGRAM_FLAG_MORE), 0, &vec, head.length > 0 ? 1 : 0, now)
                     if accepted != 0, let sent = datagrams.removeFirst() {
                         endpoint.slabs.release(sent.slot)
                         datagramsSent &+= 1

@@ -35,6 +35,8 @@ public final class QUICConnection {
     var session: gnutls_session_t?
     let connRef: UnsafeMutablePointer<ngtcp2_crypto_conn_ref>
     var registeredIDs: [ConnectionIDKey] = []
+    /// Counted in the endpoint's `halfOpenCount` (server, handshake not complete).
+    var countsAsHalfOpen = false
 
     // Timer bookkeeping (see TimerHeap).
     var scheduledDeadline: UInt64 = .max

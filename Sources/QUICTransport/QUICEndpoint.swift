@@ -61,8 +61,12 @@ public final class QUICEndpoint: @unchecked Sendable {
     /// The loop's notion of now (CLOCK_MONOTONIC nanoseconds), refreshed once per batch: a
     /// cheap timestamp for the layer above on the loop thread.
     public private(set) var loopTime: UInt64 = 0
-    private var attemptWindowStart: UInt64 = 0
-    private var attemptsInWindow = 0
+    private var admission: HandshakeAdmission
+    /// Server handshakes in progress (created, not yet complete, not yet destroyed).
+    public private(set) var halfOpenCount = 0
+    /// Connections freed since the allocator last gave memory back (see `returnFreedMemory`).
+    private var freedSinceTrim = 0
+    private var lastTrim: UInt64 = 0
     private var resetWindowStart: UInt64 = 0
     private var resetsInWindow = 0
     private var nextTick: UInt64 = .max
@@ -103,6 +107,15 @@ public final class QUICEndpoint: @unchecked Sendable {
             secret = random
         }
         datagramMaxAge = configuration.datagramQueueMaxAge.nanosecondsClamped
+        let mode: HandshakeAdmission.Mode
+        switch configuration.retryPolicy {
+        case .never: mode = .never
+        case .always: mode = .always
+        case .auto: mode = .auto
+        }
+        admission = HandshakeAdmission(mode: mode, acceptRate: configuration.acceptRate,
+                                       maximumHalfOpen: configuration.maxHalfOpenHandshakes,
+                                       autoRetryHalfOpenThreshold: configuration.autoRetryHalfOpenThreshold)
         tickInterval = configuration.tickInterval.map { max(1_000_000, $0.nanosecondsClamped) } ?? 0
         epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
         eventFD = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
@@ -188,6 +201,7 @@ public final class QUICEndpoint: @unchecked Sendable {
             }
             runCommands()
             fireTimers()
+            returnFreedMemory()
             if loopTime >= nextTick {
                 nextTick = loopTime &+ tickInterval
                 delegate?.endpointDidTick(self)
@@ -243,6 +257,16 @@ public final class QUICEndpoint: @unchecked Sendable {
             connection.handleTimer(now: now)
             if connectionsByHandle[entry.handle] != nil { rescheduleTimer(connection) }
         }
+    }
+
+    /// After many connections were freed (a flood of handshakes timing out, a mass
+    /// disconnect), asks glibc to hand free heap pages back to the system, at most once per
+    /// second: without it the RSS of a relay that survived a flood stays at its peak.
+    private func returnFreedMemory() {
+        guard freedSinceTrim >= 64, loopTime &- lastTrim >= 1_000_000_000 else { return }
+        freedSinceTrim = 0
+        lastTrim = loopTime
+        _ = CNGTCP2_malloc_trim()
     }
 
     /// Flushes every connection that has something to send, then the batch.
@@ -314,8 +338,17 @@ public final class QUICEndpoint: @unchecked Sendable {
         connection.registeredIDs.removeAll { $0 == key }
     }
 
+    /// A server handshake ended (completed, or the connection is going away).
+    func handshakeEnded(_ connection: QUICConnection) {
+        guard connection.countsAsHalfOpen else { return }
+        connection.countsAsHalfOpen = false
+        halfOpenCount -= 1
+    }
+
     /// Forgets the connection and frees its resources (after its closing/draining period).
     func destroy(_ connection: QUICConnection) {
+        handshakeEnded(connection)
+        freedSinceTrim += 1
         connection.notifyClosed(.failed("connection dropped"))
         for key in connection.registeredIDs where connectionsByID[key] === connection {
             connectionsByID[key] = nil
@@ -466,8 +499,18 @@ public final class QUICEndpoint: @unchecked Sendable {
             originalDCID = odcid
             retrySCID = header.dcid
             token = header.token
-        } else if retryRequired(now: now) {
+        }
+        switch admission.decide(validated: token != nil, halfOpen: halfOpenCount, now: now) {
+        case .accept:
+            break
+        case .retry(let rateLimited):
+            if rateLimited { counters.acceptLimited.add(1, ordering: .relaxed) }
             sendRetry(&header, path: path, now: now)
+            return
+        case .refuse:
+            counters.acceptLimited.add(1, ordering: .relaxed)
+            counters.connectionsRefused.add(1, ordering: .relaxed)
+            sendStatelessClose(&header, errorCode: 0x2, to: path.pointee.remote)  // CONNECTION_REFUSED
             return
         }
         let handle = nextHandle
@@ -482,22 +525,10 @@ public final class QUICEndpoint: @unchecked Sendable {
             return
         }
         connectionsByHandle[handle] = connection
+        connection.countsAsHalfOpen = true
+        halfOpenCount += 1
         counters.connectionsOpened.add(1, ordering: .relaxed)
         connection.receive(bytes, length: length, path: path, now: now)
-    }
-
-    private func retryRequired(now: UInt64) -> Bool {
-        switch configuration.retryPolicy {
-        case .never: return false
-        case .always: return true
-        case .auto(let perSecond):
-            if now &- attemptWindowStart >= 1_000_000_000 {
-                attemptWindowStart = now
-                attemptsInWindow = 0
-            }
-            attemptsInWindow += 1
-            return attemptsInWindow > perSecond
-        }
     }
 
     private func sendRetry(_ header: UnsafeMutablePointer<ngtcp2_pkt_hd>, path: UnsafeMutablePointer<ngtcp2_path>, now: UInt64) {
@@ -593,6 +624,9 @@ public final class QUICEndpointCounters: Sendable {
     public let connectionsClosed = Atomic<UInt64>(0)
     public let connectionsRefused = Atomic<UInt64>(0)
     public let retriesSent = Atomic<UInt64>(0)
+    /// Retries sent because of load and Initials refused by the accept rate or the
+    /// half-open cap (`rate_limit_hits_total{kind="accept"}`).
+    public let acceptLimited = Atomic<UInt64>(0)
     public let versionNegotiationsSent = Atomic<UInt64>(0)
     public let statelessResetsSent = Atomic<UInt64>(0)
 }

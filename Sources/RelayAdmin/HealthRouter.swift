@@ -3,6 +3,10 @@ import Hummingbird
 /// Routes of `metrics.listen`: `/health` (200 while the process serves), `/ready` (200 or 503),
 /// `/metrics` (Prometheus text).
 public enum HealthRouter {
+    /// How long an HTTP connection to the metrics listener may stay idle before it is
+    /// closed (15 s: Prometheus scrapes every 15–60 s and reconnects at no cost).
+    public static let idleTimeout: Duration = .seconds(15)
+
     public static func make(backend: any RelayAdminBackend) -> Router<BasicRequestContext> {
         let router = Router()
         router.get("/health") { _, _ in

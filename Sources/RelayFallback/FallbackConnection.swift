@@ -42,6 +42,7 @@ final class FallbackConnection: RelayPeerLink, @unchecked Sendable {
     private var relayBusy = false
     private var pacingTimer: Scheduled<Void>?
     private var closed = false
+    private var unexpectedStreamLog = LogThrottle<Int>()
     private let queuedOutboundBytes = Atomic<Int>(0)
 
     init(remoteAddress: QUICTransport.SocketAddress, localHost: String, eventLoop: any EventLoop, relay: RelayServer, logger: Logger) {
@@ -66,7 +67,8 @@ final class FallbackConnection: RelayPeerLink, @unchecked Sendable {
         relay.attachLink(self) { [self] handle in
             self.eventLoop.execute {
                 guard let handle else {
-                    self.logger.notice("fallback connection refused", metadata: ["zrc.peer.addr": "\(self.remoteAddress)"])
+                    // The relay logged the reason (throttled per source).
+                    self.logger.debug("fallback connection refused", metadata: ["zrc.peer.addr": "\(self.remoteAddress)"])
                     self.multiplexer.close()
                     return
                 }
@@ -97,7 +99,12 @@ final class FallbackConnection: RelayPeerLink, @unchecked Sendable {
             stream.setEventHandler { [self] event in self.datagramEvent(event, stream) }
             return true
         default:
-            logger.info("fallback client opened an unexpected stream; reset", metadata: ["stream": "\(stream.id)"])
+            // Refusals are charged to the session's control-frame budget; the lines are throttled.
+            let now = RelayInstant(nanoseconds: NIODeadline.now().uptimeNanoseconds)
+            if case .log(let suppressed) = unexpectedStreamLog.record(0, now: now) {
+                logger.info("fallback client opened an unexpected stream; reset",
+                            metadata: ["stream": "\(stream.id)", "suppressed": "\(suppressed)"])
+            }
             return false
         }
     }

@@ -50,6 +50,7 @@ extension RelayServer {
             connectionLogger[metadataKey: "zrc.peer.addr"] = "\(link.remoteAddress)"
             links[handle] = LinkState(link: link, connection: ConnectionState(remote: link.remoteAddress, logger: connectionLogger))
             counters.connections[.tcp, default: 0] += 1
+            allocateDeadlines.watch(ConnectionHandle(handle), now: now)
             connectionLogger.debug("fallback connection established")
             completion(handle)
         }

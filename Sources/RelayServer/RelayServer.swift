@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Logging
+import Synchronization
 import QUICTransport
 import RelayCore
 
@@ -34,12 +35,16 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
     var allocationLimiter: IPRateLimiter
     var connectionLimiter: IPRateLimiter
     var counters = RelayCounters()
+    /// Repeated refusal lines per source, at most one a second with a count (DESIGN §6).
+    var refusalLogThrottle = LogThrottle<[UInt8]>()
     var actions: [AllocationAction] = []
     var draining = false
     let logger: Logger
     /// Fallback (TCP) clients by handle; see `RelayServer+Links.swift`.
     var links: [UInt64: LinkState] = [:]
     var nextLinkID: UInt64 = 0
+    /// Connections that must allocate in time (`allocateTimeout`).
+    var allocateDeadlines: AllocateDeadlines
 
     /// Binds the QUIC socket; `start()` begins serving.
     public init(quic: QUICConfiguration, bindAddress: SocketAddress, configuration: RelayServerConfiguration, logger: Logger) throws {
@@ -52,6 +57,7 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
         self.allocationLimiter = IPRateLimiter(limit: configuration.allocationRatePerIP.limit, window: configuration.allocationRatePerIP.window)
         self.connectionLimiter = IPRateLimiter(limit: configuration.connectionRatePerIP.limit, window: configuration.connectionRatePerIP.window)
         self.logger = logger
+        self.allocateDeadlines = AllocateDeadlines(grace: configuration.allocateTimeout)
         self.endpoint = try QUICEndpoint(role: .server, configuration: quic, bindAddress: bindAddress, logger: logger)
         actions.reserveCapacity(16)
         endpoint.delegate = self
@@ -81,6 +87,7 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
         await onLoop { server in
             var c = server.counters.snapshot()
             c.activeAllocations = server.table.count
+            c.rateLimitHits[.accept, default: 0] += server.endpoint.counters.acceptLimited.load(ordering: .relaxed)
             return c
         }
     }
@@ -199,7 +206,7 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
         let address = remote.addressBytes
         if configuration.blocklist.contains(address) {
             counters.rateLimitHits[.blocked, default: 0] += 1
-            logger.notice("connection from a blocked address refused", metadata: ["zrc.peer.addr": "\(remote.hostString)"])
+            logRefusal("connection from a blocked address refused", remote)
             return .drop
         }
         if !configuration.allowlist.isEmpty, !configuration.allowlist.contains(address) {
@@ -209,10 +216,19 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
         if draining { return .refuse }
         if connectionLimiter.record(address, now: now) == .limited {
             counters.rateLimitHits[.connection, default: 0] += 1
-            logger.notice("connection rate limit hit", metadata: ["zrc.peer.addr": "\(remote.hostString)"])
+            logRefusal("connection rate limit hit", remote)
             return .refuse
         }
         return .accept
+    }
+
+    /// Logs a refusal of `remote` unless one was logged for that source within the last
+    /// second; the next line carries how many were not logged.
+    func logRefusal(_ message: Logger.Message, _ remote: SocketAddress) {
+        guard case .log(let suppressed) = refusalLogThrottle.record(IPRateLimiter.sourceKey(remote.addressBytes), now: now) else { return }
+        var metadata: Logger.Metadata = ["zrc.peer.addr": "\(remote.hostString)"]
+        if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }
+        logger.notice(message, metadata: metadata)
     }
 
     public func connectionEstablished(_ connection: QUICConnection) {
@@ -221,6 +237,7 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
         connectionLogger[metadataKey: "zrc.peer.addr"] = "\(connection.remoteAddress)"
         connection.context = ConnectionState(remote: connection.remoteAddress, logger: connectionLogger)
         counters.connections[.quic, default: 0] += 1
+        allocateDeadlines.watch(ConnectionHandle(connection.id), now: now)
         connectionLogger.debug("connection established")
         guard connection.peerSupportsDatagrams else {
             send(.error(code: .badMessage, reason: "the QUIC DATAGRAM extension is required"), to: ConnectionHandle(connection.id))
@@ -308,5 +325,23 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
 
     public func endpointDidTick(_ endpoint: QUICEndpoint) {
         perform(table.expire(now: now, nowUnix: nowUnix))
+        closeConnectionsWithoutAllocation()
+    }
+
+    /// Ends connections that have not allocated within `allocateTimeout`.
+    private func closeConnectionsWithoutAllocation() {
+        for handle in allocateDeadlines.expired(now: now) where !table.isBound(handle) {
+            let state: ConnectionState?
+            if let link = links[handle.rawValue] {
+                state = link.connection
+            } else if let connection = endpoint.connection(withID: handle.rawValue), connection.isEstablished {
+                state = connection.context as? ConnectionState
+            } else {
+                continue
+            }
+            state?.logger.debug("no ALLOCATE in time; closed")
+            send(.error(code: .badMessage, reason: "no ALLOCATE within \(configuration.allocateTimeout)"), to: handle)
+            close(handle, code: .badMessage)
+        }
     }
 }

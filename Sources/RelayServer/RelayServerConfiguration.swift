@@ -22,6 +22,9 @@ public struct RelayServerConfiguration: Sendable {
     public var maxDatagramPayload = 1500
     /// How often timeouts are checked.
     public var tickInterval: Duration = .milliseconds(100)
+    /// A connection (QUIC or fallback) that has not allocated this long after it was
+    /// established is told `bad_message` and closed: nobody holds a socket without a token.
+    public var allocateTimeout: Duration = .seconds(10)
     /// GOAWAY shutdown spreads `reconnect_in_ms` uniformly over this.
     public var shutdownReconnectSpread: Duration = .seconds(5)
 

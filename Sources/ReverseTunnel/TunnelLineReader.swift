@@ -6,31 +6,67 @@ import YamuxNIO
 enum TunnelLineReader {
     /// Succeeds with the line (without `\n`); fails when the stream ends first, the line is
     /// longer than ``TunnelHello/maximumLineLength``, or `timeout` passes.
+    ///
+    /// At most `maximumLineLength + 1` bytes are ever buffered and acknowledged: once the
+    /// line is complete or too long, further bytes are neither kept nor consumed, so the
+    /// stream's window stays shut and a client cannot push more than its initial window.
     static func readLine(from stream: YamuxStreamChannel, timeout: TimeAmount) -> EventLoopFuture<[UInt8]> {
         let loop = stream.eventLoop
         let promise = loop.makePromise(of: [UInt8].self)
-        let buffer = NIOLockedValueBox([UInt8]())
+        let buffer = NIOLockedValueBox(LineBuffer())
         let timer = loop.scheduleTask(in: timeout) { promise.fail(TunnelError.handshakeTimedOut) }
         promise.futureResult.whenComplete { _ in timer.cancel() }
         stream.setEventHandler { event in
             switch event {
-            case .data(var bytes):
-                let count = bytes.readableBytes
-                let line = buffer.withLockedValue { line in
-                    line.append(contentsOf: bytes.readBytes(length: count) ?? [])
-                    return line
-                }
-                stream.consumed(count)
-                if let newline = line.firstIndex(of: UInt8(ascii: "\n")) {
-                    promise.succeed(Array(line[..<newline]))
-                } else if line.count > TunnelHello.maximumLineLength {
-                    promise.fail(TunnelError.handshakeMalformed("line too long"))
+            case .data(let bytes):
+                let outcome = buffer.withLockedValue { $0.append(bytes.readableBytesView) }
+                if outcome.consumed > 0 { stream.consumed(outcome.consumed) }
+                switch outcome.result {
+                case .needMore, .finished: break
+                case .line(let line): promise.succeed(line)
+                case .tooLong: promise.fail(TunnelError.handshakeMalformed("line too long"))
                 }
             case .endOfInput, .closed, .reset:
                 promise.fail(TunnelError.handshakeMalformed("stream ended before the line"))
             }
         }
         return promise.futureResult
+    }
+}
+
+/// The bytes of one line being read, bounded by ``TunnelHello/maximumLineLength``.
+struct LineBuffer: Sendable {
+    enum Result: Equatable, Sendable {
+        /// No newline yet, within the limit.
+        case needMore
+        /// The line, without its `\n` (reported once).
+        case line([UInt8])
+        /// The limit was passed without a newline (reported once).
+        case tooLong
+        /// A line or a refusal was already reported; bytes are ignored.
+        case finished
+    }
+
+    private var bytes: [UInt8] = []
+    private var done = false
+
+    /// Adds bytes; returns what that decided and how many of them were taken (to be
+    /// acknowledged to the peer).
+    mutating func append(_ more: some Collection<UInt8>) -> (result: Result, consumed: Int) {
+        guard !done else { return (.finished, 0) }
+        let room = TunnelHello.maximumLineLength + 1 - bytes.count
+        let taken = more.prefix(room)
+        if let newline = taken.firstIndex(of: UInt8(ascii: "\n")) {
+            bytes.append(contentsOf: taken[..<newline])
+            done = true
+            return (.line(bytes), taken.distance(from: taken.startIndex, to: newline) + 1)
+        }
+        bytes.append(contentsOf: taken)
+        if bytes.count > TunnelHello.maximumLineLength {
+            done = true
+            return (.tooLong, taken.count)
+        }
+        return (.needMore, taken.count)
     }
 }
 

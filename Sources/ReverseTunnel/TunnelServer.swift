@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import RelayCore
 import Yamux
 import YamuxNIO
 
@@ -111,11 +112,17 @@ public final class TunnelServer: Sendable {
         let helloTimeout = configuration.helloTimeout
         let authenticated = NIOLockedValueBox(token == nil)
         let record = NIOLockedValueBox<ClientRecord?>(nil)
+        let unexpectedStreams = NIOLockedValueBox(LogThrottle<Int>())
         let multiplexer = YamuxMultiplexer(role: .server, configuration: configuration.yamux, eventLoop: channel.eventLoop) {
             [logger = log] stream in
-            // The only stream a client opens is its hello; one is enough.
+            // The only stream a client opens is its hello; one is enough. Refusals are
+            // charged to the session's control-frame budget; their log lines are throttled.
             guard stream.id == 1 else {
-                logger.notice("client opened an unexpected stream; reset", metadata: ["stream": "\(stream.id)"])
+                let now = RelayInstant(nanoseconds: NIODeadline.now().uptimeNanoseconds)
+                if case .log(let suppressed) = unexpectedStreams.withLockedValue({ $0.record(0, now: now) }) {
+                    logger.notice("client opened an unexpected stream; reset",
+                                  metadata: ["stream": "\(stream.id)", "suppressed": "\(suppressed)"])
+                }
                 return false
             }
             TunnelLineReader.readLine(from: stream, timeout: helloTimeout).whenComplete { result in

@@ -26,6 +26,14 @@ public struct YamuxConfiguration: Hashable, Sendable {
     /// The most of our pings awaiting an answer at once. Default 16.
     public var maximumOutstandingPings: Int
 
+    /// Control frames (pings to answer, resets, refused or late stream frames, empty
+    /// window updates and data frames) the peer may send at once before the budget
+    /// refills; beyond it the session ends with GoAway(protocol error). Default 1000.
+    public var controlFrameBurst: Int
+
+    /// How fast the control-frame budget refills, per second. Default 200.
+    public var controlFramesPerSecond: Int
+
     /// Creates a configuration.
     /// - Parameters:
     ///   - receiveWindow: Per-stream receive window (at least 256 KiB).
@@ -35,6 +43,8 @@ public struct YamuxConfiguration: Hashable, Sendable {
     ///   - keepAliveInterval: Keepalive period, `nil` to disable.
     ///   - keepAliveTimeout: Ping answer deadline.
     ///   - maximumOutstandingPings: Unanswered pings limit.
+    ///   - controlFrameBurst: Control frames allowed at once.
+    ///   - controlFramesPerSecond: Control-frame budget refill rate.
     public init(
         receiveWindow: UInt32 = YamuxDefaults.receiveWindow,
         maximumStreams: Int = YamuxDefaults.maximumStreams,
@@ -42,7 +52,9 @@ public struct YamuxConfiguration: Hashable, Sendable {
         maximumOutboundDataFrameLength: Int = YamuxDefaults.maximumOutboundDataFrameLength,
         keepAliveInterval: Duration? = YamuxDefaults.keepAliveInterval,
         keepAliveTimeout: Duration = YamuxDefaults.keepAliveTimeout,
-        maximumOutstandingPings: Int = YamuxDefaults.maximumOutstandingPings
+        maximumOutstandingPings: Int = YamuxDefaults.maximumOutstandingPings,
+        controlFrameBurst: Int = YamuxDefaults.controlFrameBurst,
+        controlFramesPerSecond: Int = YamuxDefaults.controlFramesPerSecond
     ) {
         self.receiveWindow = receiveWindow
         self.maximumStreams = maximumStreams
@@ -51,6 +63,8 @@ public struct YamuxConfiguration: Hashable, Sendable {
         self.keepAliveInterval = keepAliveInterval
         self.keepAliveTimeout = keepAliveTimeout
         self.maximumOutstandingPings = maximumOutstandingPings
+        self.controlFrameBurst = controlFrameBurst
+        self.controlFramesPerSecond = controlFramesPerSecond
     }
 
     /// The configuration with every value brought into its valid range.
@@ -65,6 +79,8 @@ public struct YamuxConfiguration: Hashable, Sendable {
         }
         copy.keepAliveTimeout = max(self.keepAliveTimeout, .zero)
         copy.maximumOutstandingPings = max(self.maximumOutstandingPings, 1)
+        copy.controlFrameBurst = max(self.controlFrameBurst, 1)
+        copy.controlFramesPerSecond = max(self.controlFramesPerSecond, 0)
         return copy
     }
 }

@@ -32,4 +32,14 @@ enum YamuxDefaults {
     /// 16: application pings plus the keepalive ping that may await an answer at once;
     /// bounds the ping table.
     @usableFromInline static let maximumOutstandingPings = 16
+
+    /// 1000 control frames at once: a tunnel whose 200 concurrent public connections are all
+    /// reset when the local service goes down stays far inside it, while a ping, reset or
+    /// SYN flood (as HTTP/2 servers see: CVE-2019-9512, -9514, CVE-2023-44487) is cut off
+    /// after about a millisecond of work.
+    @usableFromInline static let controlFrameBurst = 1000
+
+    /// 200 a second sustained: hashicorp/yamux sends one keepalive ping per 30 s and resets
+    /// streams only as its application closes them.
+    @usableFromInline static let controlFramesPerSecond = 200
 }

@@ -34,7 +34,7 @@ public struct YamuxError: Error, Hashable, Sendable, CustomStringConvertible {
     public var isProtocolViolation: Bool {
         switch self.code.backing {
         case .invalidVersion, .invalidFrameType, .frameTooLarge, .invalidStreamID, .duplicateStream,
-            .unknownStream, .receiveWindowExceeded, .sendWindowOverflow, .unexpectedFlag:
+            .unknownStream, .receiveWindowExceeded, .sendWindowOverflow, .unexpectedFlag, .controlFrameFlood:
             return true
         case .keepaliveTimeout, .sessionClosed, .streamsExhausted, .remoteGoAway, .tooManyStreams,
             .streamNotFound, .streamNotWritable, .tooManyPings, .impossibleSituation:
@@ -54,6 +54,7 @@ public struct YamuxError: Error, Hashable, Sendable, CustomStringConvertible {
             case receiveWindowExceeded
             case sendWindowOverflow
             case unexpectedFlag
+            case controlFrameFlood
             case keepaliveTimeout
             case sessionClosed
             case streamsExhausted
@@ -91,6 +92,9 @@ public struct YamuxError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let sendWindowOverflow = Code(.sendWindowOverflow)
         /// A flag that is not valid in the stream's state (a second FIN).
         public static let unexpectedFlag = Code(.unexpectedFlag)
+        /// The peer sent more frames that cost us work but carry no data (pings, resets,
+        /// refused or late stream frames, empty window updates) than the budget allows.
+        public static let controlFrameFlood = Code(.controlFrameFlood)
         /// A keepalive ping was not answered in time.
         public static let keepaliveTimeout = Code(.keepaliveTimeout)
         /// The session has terminated; no further calls can succeed.
@@ -199,6 +203,13 @@ extension YamuxError {
     @inline(never)
     public static func streamNotWritable(_ id: UInt32, file: String = #fileID, line: UInt = #line) -> YamuxError {
         YamuxError(code: .streamNotWritable, reason: "stream \(id)", file: file, line: line)
+    }
+
+    @inline(never)
+    static func controlFrameFlood(burst: Int, perSecond: Int, file: String = #fileID, line: UInt = #line) -> YamuxError {
+        YamuxError(
+            code: .controlFrameFlood, reason: "more than \(burst) control frames at once or \(perSecond) per second",
+            file: file, line: line)
     }
 
     @inline(never)

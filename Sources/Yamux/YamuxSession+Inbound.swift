@@ -11,6 +11,9 @@ extension YamuxSession {
 
     /// Routes one inbound frame by type.
     mutating func handle(frame: YamuxFrame, now: ContinuousClock.Instant) -> YamuxStateMachineResult {
+        if self.costsWorkWithoutData(frame), !self.controlFrameBudget.charge(now: now) {
+            return .sessionError(.protocolError, self.controlFrameBudget.exhaustedError)
+        }
         switch frame.header.type {
         case .data, .windowUpdate:
             return self.receiveStreamFrame(frame)
@@ -18,6 +21,28 @@ extension YamuxSession {
             return self.receivePing(frame.header, now: now)
         case .goAway:
             return self.receiveGoAway(frame.header)
+        }
+    }
+
+    /// Whether a frame is charged to the control-frame budget: it makes us answer or work
+    /// but carries no stream data and opens no stream we keep.
+    func costsWorkWithoutData(_ frame: YamuxFrame) -> Bool {
+        let header = frame.header
+        switch header.type {
+        case .ping:
+            return header.flags.contains(.syn)
+        case .goAway:
+            return true
+        case .data, .windowUpdate:
+            if header.flags.contains(.rst) { return true }
+            if header.flags.contains(.syn) {
+                // A SYN we will refuse (answered with RST) is pure cost to us.
+                return self.localGoAwaySent || self.streams.count >= self.configuration.maximumStreams
+                    || self.pendingAccept.count >= self.configuration.acceptBacklog
+            }
+            if header.streamID == 0 || self.streams[header.streamID] == nil { return true }
+            if header.flags.contains(.ack) || header.flags.contains(.fin) { return false }
+            return header.type == .data ? frame.payload.readableBytes == 0 : header.length == 0
         }
     }
 

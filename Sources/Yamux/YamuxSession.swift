@@ -35,6 +35,7 @@ public struct YamuxSession: Sendable {
     var localGoAwaySent = false
     var remoteGoAwayReceived = false
     var keepalive: YamuxKeepaliveStateMachine
+    var controlFrameBudget: YamuxControlFrameBudget
     var outbox: [YamuxSessionAction] = []
     var outboxIndex = 0
 
@@ -54,6 +55,8 @@ public struct YamuxSession: Sendable {
             timeout: configuration.keepAliveTimeout,
             maximumOutstanding: configuration.maximumOutstandingPings,
             now: now)
+        self.controlFrameBudget = YamuxControlFrameBudget(
+            burst: configuration.controlFrameBurst, perSecond: configuration.controlFramesPerSecond, now: now)
     }
 
     // MARK: - State
@@ -264,6 +267,20 @@ public struct YamuxSession: Sendable {
     public mutating func reset(streamID: UInt32) {
         guard self.isActive, self.streams[streamID] != nil else { return }
         self.resetStream(streamID, reason: .local)
+    }
+
+    /// Refuses a stream the peer opened (the application does not want it): RST, charged to
+    /// the control-frame budget like a SYN the session refused itself, so a peer opening
+    /// unwanted streams in a loop is cut off.
+    /// - Parameters:
+    ///   - streamID: The inbound stream.
+    ///   - now: The current time.
+    public mutating func refuse(streamID: UInt32, now: ContinuousClock.Instant) {
+        guard self.isActive, self.streams[streamID] != nil else { return }
+        self.resetStream(streamID, reason: .local)
+        if !self.controlFrameBudget.charge(now: now) {
+            self.apply(.sessionError(.protocolError, self.controlFrameBudget.exhaustedError))
+        }
     }
 
     /// Sends a ping; its answer is reported as `.pingRTT(opaque, rtt)`.

@@ -8,13 +8,19 @@ import Yamux
 /// - inbound: a stream's data counts against the peer's window until its reader calls
 ///   ``YamuxStreamChannel/consumed(_:)``; a slow reader stops the peer's writer;
 /// - outbound: a write is framed only while the peer's window has room and the connection
-///   is writable; its future completes then, so a writer that waits for it is paced.
+///   is writable; its future completes then, so a writer that waits for it is paced;
+/// - answers: frames the session must send on its own (ping answers, RSTs, window updates)
+///   are bounded by reading: while the connection is not writable (its outbound backlog is
+///   over the channel's high-water mark) the handler holds `read()`, so a peer that never
+///   reads cannot make us queue answers without bound. Frames that cost work without data
+///   are also charged to the session's control-frame budget (``YamuxConfiguration``).
 ///
 /// Add it as the last handler of the connection's pipeline. It is bound to that channel's
 /// event loop; the public methods hop there.
-public final class YamuxMultiplexer: ChannelInboundHandler, @unchecked Sendable {
+public final class YamuxMultiplexer: ChannelDuplexHandler, @unchecked Sendable {
     // @unchecked Sendable: state is confined to the channel's event loop.
     public typealias InboundIn = ByteBuffer
+    public typealias OutboundIn = ByteBuffer
     public typealias OutboundOut = ByteBuffer
 
     /// Called on the loop for every stream the peer opens, before its first data event.
@@ -32,6 +38,8 @@ public final class YamuxMultiplexer: ChannelInboundHandler, @unchecked Sendable 
     private var keepaliveDeadline: ContinuousClock.Instant?
     private var needsFlush = false
     private var isProcessing = false
+    /// A `read()` held back while the connection was not writable.
+    private var readHeld = false
     private let closedPromise: EventLoopPromise<YamuxSessionCloseReason>
     private var goAwayHandler: (@Sendable (YamuxGoAwayCode) -> Void)?
 
@@ -133,7 +141,19 @@ public final class YamuxMultiplexer: ChannelInboundHandler, @unchecked Sendable 
         context.fireChannelInactive()
     }
 
+    public func read(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            context.read()
+        } else {
+            readHeld = true
+        }
+    }
+
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, readHeld {
+            readHeld = false
+            context.read()
+        }
         if context.channel.isWritable {
             for id in streams.keys.sorted() {
                 if let stream = streams[id] { flushPendingWrites(of: stream) }
@@ -223,7 +243,7 @@ public final class YamuxMultiplexer: ChannelInboundHandler, @unchecked Sendable 
                 try? session.acceptStream(id)
             } else {
                 streams[id] = nil
-                session.reset(streamID: id)
+                session.refuse(streamID: id, now: .now)
             }
         case .streamData(let id, let bytes):
             streams[id]?.deliver(.data(bytes))

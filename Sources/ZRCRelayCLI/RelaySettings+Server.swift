@@ -13,12 +13,14 @@ extension RelaySettings {
         quic.maxIdleTimeout = self.quic.maxIdleTimeout
         quic.keepAliveInterval = limits.keepaliveInterval
         switch self.quic.retry {
-        case .auto:
-            let seconds = max(1, security.acceptRate.window.components.seconds)
-            quic.retryPolicy = .auto(acceptsPerSecond: max(1, security.acceptRate.count / Int(seconds)))
+        case .auto: quic.retryPolicy = .auto
         case .always: quic.retryPolicy = .always
         case .never: quic.retryPolicy = .never
         }
+        // Per second, rounded up so a positive rate never becomes "no limit"; 0 = no limit.
+        let windowSeconds = max(1, security.acceptRate.window.components.seconds)
+        let count = Int64(security.acceptRate.count)
+        quic.acceptRate = count == 0 ? 0 : Int(clamping: max(1, (count + windowSeconds - 1) / windowSeconds))
         return quic
     }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import Hummingbird
+import NIOCore
 import QUICTransport
 import RelayAdmin
 import RelayFallback
@@ -64,6 +65,9 @@ struct ServeCommand: AsyncParsableCommand {
         let backend = RelayBackend(server: server, metrics: RelayMetrics(region: settings.server.region))
         let http = Application(
             router: HealthRouter.make(backend: backend),
+            // An HTTP connection idle this long is closed: scrapers reconnect, idle sockets
+            // cannot pile up (DESIGN §6: every listener bounds what a peer can hold).
+            server: .http1(configuration: .init(idleTimeout: TimeAmount(HealthRouter.idleTimeout))),
             configuration: .init(address: .hostname(settings.metricsListen.host, port: Int(settings.metricsListen.port)),
                                  serverName: "zrc-relay"),
             logger: logger)

@@ -84,3 +84,59 @@ import Testing
         #expect(r.trackedCount <= 100)
     }
 }
+
+@Suite struct IPRateLimiterHostileTests {
+    @Test func fullTableNeverResetsACount() {
+        var r = IPRateLimiter(limit: 2, window: .seconds(60), capacity: 16)
+        let victim: [UInt8] = [9, 9, 9, 9]
+        #expect(r.record(victim, now: .seconds(0)) == .allowed)
+        #expect(r.record(victim, now: .seconds(0)) == .allowed)
+        #expect(r.record(victim, now: .seconds(0)) == .limited)
+        // Spray enough other sources to fill the table many times over.
+        for i in 0..<1000 { _ = r.record([10, 0, UInt8(i >> 8), UInt8(i & 0xFF)], now: .seconds(1)) }
+        #expect(r.trackedCount <= 16)
+        #expect(r.record(victim, now: .seconds(2)) == .limited)
+        // Once the windows end, the victim counts afresh.
+        #expect(r.record(victim, now: .seconds(61)) == .allowed)
+    }
+
+    @Test func newSourcesShareAnOverflowWindowWhileFull() {
+        var r = IPRateLimiter(limit: 3, window: .seconds(60), capacity: 16)
+        for i in 0..<15 { _ = r.record([1, 1, 1, UInt8(i)], now: .seconds(0)) }  // 15 own slots + 1 overflow
+        var decisions: [IPRateLimiter.Decision] = []
+        for i in 0..<5 { decisions.append(r.record([2, 2, 2, UInt8(i)], now: .seconds(1))) }
+        #expect(decisions == [.allowed, .allowed, .allowed, .limited, .limited])
+    }
+
+    @Test func ipv6IsKeyedBySlash64() {
+        var r = IPRateLimiter(limit: 2, window: .seconds(60))
+        let prefix: [UInt8] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1]
+        #expect(r.record(prefix + [0, 0, 0, 0, 0, 0, 0, 1], now: .seconds(0)) == .allowed)
+        #expect(r.record(prefix + [0, 0, 0, 0, 0, 0, 0, 2], now: .seconds(0)) == .allowed)
+        #expect(r.record(prefix + [0xff, 0, 0, 0, 0, 0, 0, 3], now: .seconds(0)) == .limited)
+        #expect(r.record([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 2] + [UInt8](repeating: 0, count: 8), now: .seconds(0)) == .allowed)
+        #expect(IPRateLimiter.sourceKey([1, 2, 3, 4]) == [1, 2, 3, 4])
+    }
+}
+
+@Suite struct LogThrottleTests {
+    @Test func firstEventLogsThenOncePerIntervalWithACount() {
+        var t = LogThrottle<String>(interval: .seconds(1))
+        #expect(t.record("a", now: .seconds(0)) == .log(suppressed: 0))
+        for i in 1...9 { #expect(t.record("a", now: .seconds(Double(i) / 10)) == .suppress) }
+        #expect(t.record("b", now: .seconds(0.5)) == .log(suppressed: 0))
+        #expect(t.record("a", now: .seconds(1.0)) == .log(suppressed: 9))
+        #expect(t.record("a", now: .seconds(1.5)) == .suppress)
+    }
+
+    @Test func tableIsBoundedAndEvictionOnlyMakesTheNextEventLog() {
+        var t = LogThrottle<Int>(interval: .seconds(1), capacity: 8)
+        var lines = 0
+        for i in 0..<10_000 {
+            if case .log = t.record(i % 100, now: .seconds(0)) { lines += 1 }
+            #expect(t.trackedCount <= 8)
+        }
+        #expect(lines <= 10_000)
+        #expect(t.record(5, now: .seconds(10)) == .log(suppressed: 0) || t.trackedCount <= 8)
+    }
+}

@@ -50,4 +50,8 @@ int CNGTCP2_probe_gso(int fd);
 /// The maximum length of a Retry token made by ngtcp2_crypto_generate_retry_token.
 size_t CNGTCP2_max_retry_token_length(void);
 
+/// malloc_trim(3): glibc's <malloc.h> is not part of Swift's Glibc module. Returns 1 if memory
+/// was given back to the system.
+int CNGTCP2_malloc_trim(void);
+
 #endif
