@@ -5,7 +5,7 @@ BIN_DEBUG := .build/debug/zrc-relay
 BIN_RELEASE := .build/release/zrc-relay
 RUN_ARGS ?=
 
-.PHONY: run test bench deps test-deps build build-release unit interop clean
+.PHONY: run test bench fuzz deps test-deps build build-release unit interop clean
 
 ## make run: install what is missing, build (release), start the relay on its defaults.
 run: deps build-release
@@ -15,6 +15,7 @@ run: deps build-release
 test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	.build/debug/zrc-fuzz-replay --seconds 3
 	ZRC_BIN=$(CURDIR)/$(BIN_DEBUG) $(PYTHON) -m pytest -q tools/interop
 	bash tools/bench/relay/run.sh --smoke --zrc-bin $(CURDIR)/$(BIN_DEBUG)
 
@@ -22,6 +23,11 @@ test: test-deps
 bench: deps build-release
 	bash tools/bench/relay/run.sh --zrc-bin $(CURDIR)/$(BIN_RELEASE)
 	bash tools/bench/yamux/run.sh
+
+## make fuzz: libFuzzer binaries (.build-fuzz), each target FUZZ_SECONDS on its corpus (tools/fuzz/README.md).
+FUZZ_SECONDS ?= 600
+fuzz:
+	SWIFT="$(SWIFT)" FUZZ_SECONDS=$(FUZZ_SECONDS) bash tools/fuzz/run.sh $(FUZZ_TARGETS)
 
 deps:
 	@bash tools/install.sh run

@@ -13,6 +13,9 @@ let package = Package(
         .library(name: "QUICTransport", targets: ["QUICTransport"]),
         .library(name: "RelayCore", targets: ["RelayCore"]),
         .library(name: "RelayClient", targets: ["RelayClient"]),
+        // Fuzz entry points, used by tools/fuzz (libFuzzer) and zrc-fuzz-replay (make test).
+        .library(name: "FuzzTargets", targets: ["FuzzTargets"]),
+        .executable(name: "zrc-fuzz-replay", targets: ["ZRCFuzzReplay"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -155,6 +158,24 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Sources/YamuxBench",
+            swiftSettings: swiftSettings
+        ),
+        // Fuzz targets (tools/fuzz/README.md): one entry function per parser or state machine.
+        .target(
+            name: "FuzzTargets",
+            dependencies: [
+                "RelayCore", "RelayConfig", "Yamux", "YamuxNIO", "ReverseTunnel",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Replays the fuzz corpora and runs a short mutation smoke without libFuzzer (make test).
+        .executableTarget(
+            name: "ZRCFuzzReplay",
+            dependencies: ["FuzzTargets"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

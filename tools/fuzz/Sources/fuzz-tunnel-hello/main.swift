@@ -1,0 +1,8 @@
+// libFuzzer entry for the "tunnel-hello" target; built with -parse-as-library, libFuzzer supplies main.
+import FuzzTargets
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzTestOneInput(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
+    TunnelHelloFuzzTarget.run(UnsafeRawBufferPointer(start: start, count: count))
+    return 0
+}

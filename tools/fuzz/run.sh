@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# make fuzz: builds the libFuzzer binaries (tools/fuzz/Package.swift, scratch path .build-fuzz)
+# and runs each target for FUZZ_SECONDS on its corpus, one at a time, then minimises the corpus.
+# Usage: tools/fuzz/run.sh [TARGET...]   (env: SWIFT, FUZZ_SECONDS, FUZZ_CONFIG, FUZZ_NICE)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+SWIFT=${SWIFT:-swift}
+FUZZ_SECONDS=${FUZZ_SECONDS:-600}
+FUZZ_CONFIG=${FUZZ_CONFIG:-debug}
+FUZZ_NICE=${FUZZ_NICE:-10}
+SCRATCH=$ROOT/.build-fuzz
+TARGETS=("$@")
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(control-frame token yamux-frame yamux-session tunnel-hello config)
+
+# Same dependency versions as the main build.
+[ -f Package.resolved ] && cp Package.resolved tools/fuzz/Package.resolved
+
+# -DNDEBUG for C/C++: toml++ (in TOMLKit) asserts on some malformed TOML in debug builds
+# (README.md, "Known crashes"); without the asserts it runs as in a release build, where ASan
+# still catches any memory error that follows.
+start=$(date +%s)
+$SWIFT build --package-path tools/fuzz --scratch-path "$SCRATCH" -c "$FUZZ_CONFIG" \
+    -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xcc -DNDEBUG -Xcxx -DNDEBUG
+echo "fuzz: build took $(( $(date +%s) - start )) s"
+BIN=$SCRATCH/$FUZZ_CONFIG
+mkdir -p "$SCRATCH/logs"
+
+status=0
+for target in "${TARGETS[@]}"; do
+    corpus=tools/fuzz/corpus/$target
+    crashes=tools/fuzz/crashes/$target
+    log=$SCRATCH/logs/$target.log
+    mkdir -p "$corpus" "$crashes"
+    extra=()
+    [ "$target" = config ] && extra+=(-max_len=8192)
+    echo "fuzz: $target for $FUZZ_SECONDS s (log $log)"
+    set +e
+    nice -n "$FUZZ_NICE" "$BIN/fuzz-$target" "$corpus" -max_total_time="$FUZZ_SECONDS" \
+        -artifact_prefix="$crashes/" -print_final_stats=1 -detect_leaks=0 "${extra[@]}" >"$log" 2>&1
+    rc=$?
+    set -e
+    [ $rc -eq 0 ] || { echo "fuzz: $target stopped with $rc: see $log and $crashes/"; status=1; }
+
+    # Minimise: keep only inputs that add coverage.
+    merged=$SCRATCH/merged-$target
+    rm -rf "$merged" && mkdir -p "$merged"
+    nice -n "$FUZZ_NICE" "$BIN/fuzz-$target" -merge=1 -detect_leaks=0 "${extra[@]}" "$merged" "$corpus" \
+        >"$SCRATCH/logs/$target-merge.log" 2>&1
+    rm -rf "$corpus" && mv "$merged" "$corpus"
+
+    last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
+    execs=$(grep -E 'stat::number_of_executed_units' "$log" | awk '{print $2}' || true)
+    rate=$(grep -E 'stat::average_exec_per_sec' "$log" | awk '{print $2}' || true)
+    echo "fuzz: $target: last status: $last"
+    echo "fuzz: $target: executions ${execs:-?}, exec/s ${rate:-?}, corpus $(ls "$corpus" | wc -l) files" \
+         "$(du -sh "$corpus" | cut -f1), crash files $(ls "$crashes" | wc -l)"
+done
+
+# The debug smoke (make test) replays the corpora with toml++'s asserts on: set aside any
+# config input that trips one (README.md, "Known crashes") so make test checks our own code.
+REPLAY=.build/debug/zrc-fuzz-replay
+if [ -x "$REPLAY" ] && [ -d tools/fuzz/corpus/config ]; then
+    aside=$SCRATCH/toml-asserts
+    mkdir -p "$aside"
+    for f in tools/fuzz/corpus/config/*; do
+        "$REPLAY" --input "$f" config >/dev/null 2>&1 || mv "$f" "$aside/"
+    done
+    echo "fuzz: config: $(ls "$aside" | wc -l) inputs that trip toml++ asserts in debug builds set aside in $aside"
+fi
+exit $status
