@@ -219,3 +219,35 @@ import Crypto
 import Synchronization
 
 func Curve25519SigningKey() -> Curve25519.Signing.PrivateKey { Curve25519.Signing.PrivateKey() }
+
+/// Inputs that once tripped ngtcp2's assertions or were held forever (issue "Hostile peers").
+@Suite(.serialized) struct RelayServerHostileInputTests {
+    @Test func emptyDatagramsAreForwardedBothWays() async throws {
+        let h = try RelayHarness()
+        defer { h.stop() }
+        let (a, b) = try await h.pair(token: h.token())
+        async let gotAtB = collectDatagrams(b, count: 3, timeout: .seconds(10))
+        a.send(batch: [[], [1, 2, 3], []])
+        let atB = await gotAtB
+        #expect(atB.sorted { $0.count < $1.count } == [[], [], [1, 2, 3]])
+        async let gotAtA = collectDatagrams(a, count: 2, timeout: .seconds(10))
+        b.send(batch: [[], []])
+        #expect(await gotAtA == [[], []])
+        let counters = await h.server.counters()
+        #expect(counters.packetsForwarded[.quic] == 5)
+    }
+
+    @Test func allocateDeadlinesExpireInConnectionOrder() {
+        func at(_ seconds: Double) -> RelayInstant { RelayInstant(nanoseconds: UInt64(seconds * 1e9)) }
+        var d = AllocateDeadlines(grace: .seconds(10))
+        for i in 0..<3000 { d.watch(ConnectionHandle(UInt64(i)), now: at(Double(i) / 100)) }
+        #expect(d.expired(now: at(9.99)).isEmpty)
+        #expect(d.expired(now: at(10)) == [ConnectionHandle(0)])
+        let next = d.expired(now: at(30))
+        #expect(next.count == 2000)
+        #expect(next.first == ConnectionHandle(1) && next.last == ConnectionHandle(2000))
+        #expect(d.count == 999)
+        #expect(d.expired(now: at(100)).count == 999)
+        #expect(d.count == 0)
+    }
+}
