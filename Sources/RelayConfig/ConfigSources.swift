@@ -19,7 +19,22 @@ public struct ConfigError: Error, Hashable, CustomStringConvertible {
         self.problem = problem
     }
 
-    public var description: String { "\(key): \(problem)" }
+    /// One line: a key taken from a file or the command line is cut to 80 characters, and
+    /// no control character (a newline in a value or a parser message) survives.
+    public var description: String {
+        let shownKey = key.unicodeScalars.count > 80 ? String(String.UnicodeScalarView(key.unicodeScalars.prefix(80))) + "…" : key
+        var line = ""
+        for scalar in "\(shownKey): \(problem)".unicodeScalars {
+            switch scalar {
+            case "\n": line += "\\n"
+            case "\r": line += "\\r"
+            case "\t": line += " "
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7F { line += "?" } else { line.unicodeScalars.append(scalar) }
+            }
+        }
+        return line
+    }
 }
 
 /// Reads each layer into a flat `[dotted key: raw value]`, rejecting unknown keys.

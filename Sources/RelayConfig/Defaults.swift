@@ -20,8 +20,8 @@ public enum Defaults {
         .init("limits.max_allocations", .count, "1000", reloadable: true, "live allocations on this instance"),
         .init("limits.max_allocations_per_key", .count, "100", reloadable: true, "live allocations per signer key"),
         // 10 Mbit/s comfortably carries a remote-control video stream.
-        .init("limits.default_bandwidth_limit", .bitRate, "10Mbps", reloadable: true, "per allocation per direction (free tier)"),
-        .init("limits.default_quota", .size, "1GB", reloadable: true, "forwarded bytes per allocation, both directions (free tier)"),
+        .init("limits.default_bandwidth_limit", .bitRate, "10Mbps", reloadable: true, "per allocation per direction (free tier); 0 = no cap"),
+        .init("limits.default_quota", .size, "1GB", reloadable: true, "forwarded bytes per allocation, both directions (free tier); 0 = no cap"),
         .init("limits.global_bandwidth_limit", .bitRate, "0", reloadable: true, "all allocations together; 0 = unlimited"),
         .init("limits.allocation_timeout", .duration, "24h", reloadable: true, "maximum allocation lifetime"),
         .init("limits.pairing_timeout", .duration, "60s", reloadable: true, "time for the second peer to arrive"),
@@ -41,10 +41,10 @@ public enum Defaults {
         // 30 s of skew tolerates unsynchronised device clocks without making tokens long-lived.
         .init("auth.clock_skew", .duration, "30s", "tolerated clock skew for issued_at"),
         .init("auth.max_token_lifetime", .duration, "24h", "longest expires_at − issued_at accepted"),
-        .init("security.allocation_rate_per_ip", .eventRate(defaultWindow: .seconds(60)), "10", reloadable: true, "ALLOCATEs per source IP"),
-        .init("security.connection_rate_per_ip", .eventRate(defaultWindow: .seconds(60)), "30", reloadable: true, "new connections per source IP"),
+        .init("security.allocation_rate_per_ip", .eventRate(defaultWindow: .seconds(60)), "10", reloadable: true, "ALLOCATEs per source IP (IPv6: per /64); 0 = no limit"),
+        .init("security.connection_rate_per_ip", .eventRate(defaultWindow: .seconds(60)), "30", reloadable: true, "new connections per source IP (IPv6: per /64); 0 = no limit"),
         // 500/s: well above normal reconnect storms of one instance, low enough to blunt a flood.
-        .init("security.accept_rate", .eventRate(defaultWindow: .seconds(1)), "500", "new connections per second, all sources"),
+        .init("security.accept_rate", .eventRate(defaultWindow: .seconds(1)), "500", "new connections per second, all sources, in every quic.retry mode; 0 = no limit"),
         .init("security.allowlist", .stringList, "", reloadable: true, "CIDRs allowed (empty: all)"),
         .init("security.blocklist", .stringList, "", reloadable: true, "CIDRs refused"),
         .init("security.blocklist_file", .path, nil, reloadable: true, "file of CIDRs refused, one per line"),

@@ -74,21 +74,21 @@ public struct RelaySettingsLoader: Sendable {
     func duration(_ key: String) throws(ConfigError) -> Duration {
         let value = try required(key)
         guard let d = ConfigUnits.duration(value) else {
-            throw ConfigError(key: key, problem: "'\(value)' is not a duration (seconds, or e.g. \"30s\", \"15m\", \"24h\")")
+            throw ConfigError(key: key, problem: "\(ConfigError.quote(value)) is not a duration (seconds, or e.g. \"30s\", \"15m\", \"24h\")")
         }
         return d
     }
 
     func count(_ key: String) throws(ConfigError) -> Int {
         let value = try required(key)
-        guard let n = Int(value.trimmed), n >= 0 else { throw ConfigError(key: key, problem: "'\(value)' is not a non-negative integer") }
+        guard let n = Int(value.trimmed), n >= 0 else { throw ConfigError(key: key, problem: "\(ConfigError.quote(value)) is not a non-negative integer") }
         return n
     }
 
     func size(_ key: String) throws(ConfigError) -> UInt64? {
         guard let value = text(key) else { return nil }
         guard let n = ConfigUnits.size(value) else {
-            throw ConfigError(key: key, problem: "'\(value)' is not a size (bytes, or e.g. \"1GB\", \"512MiB\")")
+            throw ConfigError(key: key, problem: "\(ConfigError.quote(value)) is not a size (bytes, or e.g. \"1GB\", \"512MiB\")")
         }
         return n
     }
@@ -96,7 +96,7 @@ public struct RelaySettingsLoader: Sendable {
     func bitRate(_ key: String) throws(ConfigError) -> UInt64? {
         guard let value = text(key) else { return nil }
         guard let n = ConfigUnits.bitRate(value) else {
-            throw ConfigError(key: key, problem: "'\(value)' is not a bit rate (bit/s, or e.g. \"10Mbps\")")
+            throw ConfigError(key: key, problem: "\(ConfigError.quote(value)) is not a bit rate (bit/s, or e.g. \"10Mbps\")")
         }
         return n
     }
@@ -105,7 +105,7 @@ public struct RelaySettingsLoader: Sendable {
         let value = try required(key)
         guard case .eventRate(let window)? = Defaults.byName[key]?.kind,
               let rate = ConfigUnits.eventRate(value, defaultWindow: window) else {
-            throw ConfigError(key: key, problem: "'\(value)' is not a rate (e.g. 10, \"10/min\", \"2/s\")")
+            throw ConfigError(key: key, problem: "\(ConfigError.quote(value)) is not a rate (e.g. 10, \"10/min\", \"2/s\")")
         }
         return rate
     }
@@ -115,7 +115,7 @@ public struct RelaySettingsLoader: Sendable {
         switch value.trimmed.lowercased() {
         case "true", "yes", "on", "1": return true
         case "false", "no", "off", "0": return false
-        default: throw ConfigError(key: key, problem: "'\(value)' is not true or false")
+        default: throw ConfigError(key: key, problem: "\(ConfigError.quote(value)) is not true or false")
         }
     }
 
@@ -124,26 +124,26 @@ public struct RelaySettingsLoader: Sendable {
         guard case .choice(let options)? = Defaults.byName[key]?.kind, options.contains(value) else {
             let options: [String]
             if case .choice(let o)? = Defaults.byName[key]?.kind { options = o } else { options = [] }
-            throw ConfigError(key: key, problem: "'\(value)' is not one of \(options.joined(separator: ", "))")
+            throw ConfigError(key: key, problem: "\(ConfigError.quote(value)) is not one of \(options.joined(separator: ", "))")
         }
         return value
     }
 
     func hostPort(_ key: String) throws(ConfigError) -> HostPort {
         let value = try required(key)
-        guard let hp = HostPort(parsing: value) else { throw ConfigError(key: key, problem: "'\(value)' is not host:port") }
+        guard let hp = HostPort(parsing: value) else { throw ConfigError(key: key, problem: "\(ConfigError.quote(value)) is not host:port") }
         return hp
     }
 
     func port(_ key: String) throws(ConfigError) -> UInt16 {
         let value = try required(key)
-        guard let p = UInt16(value.trimmed) else { throw ConfigError(key: key, problem: "'\(value)' is not a port (0–65535)") }
+        guard let p = UInt16(value.trimmed) else { throw ConfigError(key: key, problem: "\(ConfigError.quote(value)) is not a port (0–65535)") }
         return p
     }
 
     func ipAddress(_ key: String) throws(ConfigError) -> String {
         let value = try required(key).trimmed
-        guard IPAddressText.isValid(value) else { throw ConfigError(key: key, problem: "'\(value)' is not an IP address") }
+        guard IPAddressText.isValid(value) else { throw ConfigError(key: key, problem: "\(ConfigError.quote(value)) is not an IP address") }
         return value
     }
 
@@ -223,7 +223,11 @@ public struct RelaySettingsLoader: Sendable {
         if s.limits.keepaliveInterval == .zero {
             throw ConfigError(key: "limits.keepalive_interval", problem: "must be greater than 0")
         }
-        if s.quic.maxIdleTimeout != .zero, s.limits.keepaliveInterval >= s.quic.maxIdleTimeout {
+        if s.quic.maxIdleTimeout == .zero {
+            throw ConfigError(key: "quic.max_idle_timeout",
+                              problem: "0 (no idle timeout) contradicts limits.keepalive_interval: a vanished peer would never be noticed; use a value above the keepalive interval")
+        }
+        if s.limits.keepaliveInterval >= s.quic.maxIdleTimeout {
             throw ConfigError(key: "limits.keepalive_interval",
                               problem: "must be shorter than quic.max_idle_timeout (\(s.quic.maxIdleTimeout)), or idle connections close")
         }

@@ -76,7 +76,11 @@ public struct CIDRSet: Sendable, Hashable {
 public struct CIDRError: Error, Hashable, CustomStringConvertible {
     public let entry: String
     public let problem: String
-    public var description: String { "'\(entry)': \(problem)" }
+    public var description: String {
+        // Cut and escaped: an entry comes from a file and is echoed in one log or error line.
+        let shown = entry.unicodeScalars.prefix(40).map { $0.value < 0x20 || $0.value == 0x7F ? "?" : String($0) }.joined()
+        return "'\(shown)\(entry.unicodeScalars.count > 40 ? "…" : "")': \(problem)"
+    }
 }
 
 /// Numeric IPv4 / IPv6 text to bytes, without sockets.

@@ -14,10 +14,7 @@ struct ConfigOptions: ParsableArguments {
     func read() throws(ConfigError) -> (RelaySettingsLoader, RelaySettings) {
         var text: String?
         if let config {
-            guard let contents = try? String(contentsOfFile: config, encoding: .utf8) else {
-                throw ConfigError(key: config, problem: "cannot read the configuration file")
-            }
-            text = contents
+            text = try ConfigFileReader.read(config, key: "--config")
         }
         let loader = try RelaySettingsLoader(fileText: text, fileName: config ?? "config",
                                              environment: ProcessInfo.processInfo.environment, flags: settings)

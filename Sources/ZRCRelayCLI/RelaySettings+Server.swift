@@ -29,7 +29,7 @@ extension RelaySettings {
         var keys = Set<SignerKey>()
         for text in auth.trustedKeys {
             guard let key = SignerKey(base64url: text) else {
-                throw ConfigError(key: "auth.trusted_keys", problem: "'\(text)' is not a base64url Ed25519 public key (32 bytes)")
+                throw ConfigError(key: "auth.trusted_keys", problem: "\(ConfigError.quote(text)) is not a base64url Ed25519 public key (32 bytes)")
             }
             keys.insert(key)
         }
@@ -79,9 +79,7 @@ extension RelaySettings {
 
     /// Non-empty, non-comment lines of a file with their line numbers.
     static func lines(of path: String, key: String) throws(ConfigError) -> [(Int, String)] {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw ConfigError(key: key, problem: "cannot read \(path)")
-        }
+        let text = try ConfigFileReader.read(path, key: key)
         var out: [(Int, String)] = []
         for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""

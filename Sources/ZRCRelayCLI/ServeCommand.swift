@@ -33,6 +33,10 @@ struct ServeCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("zrc-relay: configuration error: \(error)\n".utf8))
             throw ExitCode(2)
         }
+        if let failure = ListenPreflight.firstFailure(ListenPreflight.listeners(of: settings)) {
+            FileHandle.standardError.write(Data("zrc-relay: \(failure)\n".utf8))
+            throw ExitCode(1)
+        }
         let level = LogLevelBox(Logger.Level(rawValue: settings.logging.level) ?? .info)
         let logger = makeLogger(settings, level: level)
         do {

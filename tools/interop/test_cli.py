@@ -201,3 +201,53 @@ def test_sighup_reloads_trusted_keys_and_refuses_a_broken_file(relay_factory, tm
     hup_and_wait("configuration reload refused")
     run(allocate())  # the old keys stay
     assert relay.alive()
+
+
+def test_config_file_problems_say_why(tmp_path):
+    """Issue 'Hostile peers' item 7: a file that cannot be read says why; echoed values are short, one line."""
+    missing = zrc("config", "check", "--config", str(tmp_path / "nope.toml"), cwd=tmp_path)
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    directory = zrc("config", "check", "--config", str(tmp_path), cwd=tmp_path)
+    assert directory.returncode == 2 and "is a directory" in directory.stderr
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"[limits]\nmax_allocations = 5\n\xff\xfe\n")
+    r = zrc("config", "check", "--config", str(binary), cwd=tmp_path)
+    assert r.returncode == 2 and "not UTF-8" in r.stderr
+    long_value = "x" * 5000 + "\nsecond line"
+    r = zrc("config", "check", "--limits.idle-timeout", long_value, cwd=tmp_path)
+    assert r.returncode == 2
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and len(lines[0]) < 300, r.stderr
+    assert "limits.idle_timeout" in lines[0] and "second line" not in lines[0]
+
+
+def test_zero_idle_timeout_with_keepalive_is_refused(tmp_path):
+    r = zrc("config", "check", "--quic.max-idle-timeout", "0", cwd=tmp_path)
+    assert r.returncode == 2 and "quic.max_idle_timeout" in r.stderr
+
+
+def test_port_in_use_is_one_line_exit_1(tmp_path):
+    import socket
+    busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    busy.bind(("127.0.0.1", 0))
+    port = busy.getsockname()[1]
+    try:
+        r = zrc("serve", "--server.listen-addr", "127.0.0.1", "--server.listen-port", str(port),
+                "--metrics.listen", "127.0.0.1:0", cwd=tmp_path, timeout=30)
+    finally:
+        busy.close()
+    assert r.returncode == 1
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, r.stderr
+    assert "server.listen_port" in lines[0] and f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0]
+    tcp = socket.socket()
+    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    tcp.bind(("127.0.0.1", 0))
+    tcp.listen()
+    mport = tcp.getsockname()[1]
+    try:
+        r = zrc("serve", "--server.listen-addr", "127.0.0.1", "--server.listen-port", "0",
+                "--metrics.listen", f"127.0.0.1:{mport}", cwd=tmp_path, timeout=30)
+    finally:
+        tcp.close()
+    assert r.returncode == 1 and "metrics.listen" in r.stderr and "in use" in r.stderr
