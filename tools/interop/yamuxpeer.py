@@ -39,6 +39,7 @@ class YamuxClient:
         self.streams = {}
         self.next_id = 1
         self.go_away: Optional[int] = None
+        self.untracked_resets = set()  # stream ids the peer reset that this client never opened
         self.closed = asyncio.Event()
         self.task = asyncio.get_running_loop().create_task(self._read_loop())
 
@@ -57,6 +58,10 @@ class YamuxClient:
 
     def _frame(self, ftype, flags, sid, length, payload=b""):
         self.writer.write(HEADER.pack(0, ftype, flags, sid, length) + payload)
+
+    def send_raw_frame(self, ftype, flags, sid, length, payload=b""):
+        """Writes one frame as given, outside the client's stream bookkeeping (for tests)."""
+        self._frame(ftype, flags, sid, length, payload)
 
     def open_stream(self) -> int:
         sid = self.next_id
@@ -96,6 +101,8 @@ class YamuxClient:
                     payload = await self._read_exactly(length) if length else b""
                     stream = self.streams.get(sid)
                     if stream is None:
+                        if flags & RST:
+                            self.untracked_resets.add(sid)
                         continue
                     if payload:
                         self.on_data(sid, payload)
@@ -107,6 +114,8 @@ class YamuxClient:
                 elif ftype == WINDOW_UPDATE:
                     stream = self.streams.get(sid)
                     if stream is None:
+                        if flags & RST:
+                            self.untracked_resets.add(sid)
                         continue
                     stream.send_window += length
                     self._stream_flags(stream, flags)
