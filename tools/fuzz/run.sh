@@ -13,14 +13,22 @@ SCRATCH=$ROOT/.build-fuzz
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(control-frame token yamux-frame yamux-session tunnel-hello config)
 
+# FUZZ_FROM_HEAD=1 builds the committed HEAD (exported to .build-fuzz/src) instead of the
+# working tree, for a shared checkout where others' edits are in progress.
+SRC=$ROOT
+if [ "${FUZZ_FROM_HEAD:-0}" = 1 ]; then
+    SRC=$SCRATCH/src/zrc-relay
+    rm -rf "$SRC" && mkdir -p "$SRC"
+    git archive HEAD | tar -x -C "$SRC"
+fi
 # Same dependency versions as the main build.
-[ -f Package.resolved ] && cp Package.resolved tools/fuzz/Package.resolved
+if [ -f Package.resolved ]; then cp Package.resolved "$SRC/tools/fuzz/Package.resolved"; fi
 
 # -DNDEBUG for C/C++: toml++ (in TOMLKit) asserts on some malformed TOML in debug builds
 # (README.md, "Known crashes"); without the asserts it runs as in a release build, where ASan
 # still catches any memory error that follows.
 start=$(date +%s)
-$SWIFT build --package-path tools/fuzz --scratch-path "$SCRATCH" -c "$FUZZ_CONFIG" \
+$SWIFT build --package-path "$SRC/tools/fuzz" --scratch-path "$SCRATCH" -c "$FUZZ_CONFIG" \
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xcc -DNDEBUG -Xcxx -DNDEBUG
 echo "fuzz: build took $(( $(date +%s) - start )) s"
 BIN=$SCRATCH/$FUZZ_CONFIG
