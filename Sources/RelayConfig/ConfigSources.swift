@@ -42,6 +42,7 @@ public enum ConfigSources {
     /// Parses TOML text. Tables map to dotted prefixes (`[limits] max_allocations = 5` →
     /// `limits.max_allocations`); arrays must hold strings.
     public static func toml(_ text: String, file: String) throws(ConfigError) -> [String: RawConfigValue] {
+        try TOMLGate.check(text, file: file)
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)
