@@ -9,7 +9,6 @@ import os
 import select
 import socket
 import ssl
-import struct
 import threading
 import time
 from typing import Optional
