@@ -17,10 +17,10 @@ let package = Package(
     name: "zrc-relay-fuzz",
     platforms: [.macOS(.v15)],
     dependencies: [.package(path: "../..")],
-    targets: binaries.map { name in
+    targets: [.target(name: "CFuzzDriver")] + binaries.map { name in
         .executableTarget(
             name: name,
-            dependencies: [.product(name: "FuzzTargets", package: rootIdentity)],
+            dependencies: ["CFuzzDriver", .product(name: "FuzzTargets", package: rootIdentity)],
             path: "Sources/\(name)"
         )
     }

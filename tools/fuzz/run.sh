@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make fuzz: builds the libFuzzer binaries (tools/fuzz/Package.swift, scratch path .build-fuzz)
 # and runs each target for FUZZ_SECONDS on its corpus, one at a time, then minimises the corpus.
-# Usage: tools/fuzz/run.sh [TARGET...]   (env: SWIFT, FUZZ_SECONDS, FUZZ_CONFIG, FUZZ_NICE)
+# Usage: tools/fuzz/run.sh [TARGET...]
+# Env: SWIFT, FUZZ_SECONDS, FUZZ_CONFIG (debug), FUZZ_NICE (10), FUZZ_FROM_HEAD=1, FUZZ_NO_BUILD=1 (reuse binaries)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -28,7 +29,7 @@ if [ -f Package.resolved ]; then cp Package.resolved "$SRC/tools/fuzz/Package.re
 # (README.md, "Known crashes"); without the asserts it runs as in a release build, where ASan
 # still catches any memory error that follows.
 start=$(date +%s)
-$SWIFT build --package-path "$SRC/tools/fuzz" --scratch-path "$SCRATCH" -c "$FUZZ_CONFIG" \
+[ "${FUZZ_NO_BUILD:-0}" = 1 ] || $SWIFT build --package-path "$SRC/tools/fuzz" --scratch-path "$SCRATCH" -c "$FUZZ_CONFIG" \
     -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xcc -DNDEBUG -Xcxx -DNDEBUG
 echo "fuzz: build took $(( $(date +%s) - start )) s"
 BIN=$SCRATCH/$FUZZ_CONFIG

@@ -1,8 +1,16 @@
-// libFuzzer entry for the "yamux-frame" target; built with -parse-as-library, libFuzzer supplies main.
+// libFuzzer entry for the "yamux-frame" target, built with -parse-as-library (see CFuzzDriver.h).
+import CFuzzDriver
 import FuzzTargets
 
 @_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzTestOneInput(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
+public func fuzzTestOneInput(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     YamuxFrameFuzzTarget.run(UnsafeRawBufferPointer(start: start, count: count))
     return 0
+}
+
+@_cdecl("fuzz_yamux_frame_main")
+public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    var argc = argc
+    var argv = argv
+    return LLVMFuzzerRunDriver(&argc, &argv, fuzzTestOneInput)
 }

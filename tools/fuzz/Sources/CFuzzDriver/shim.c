@@ -1,0 +1,2 @@
+// Empty: CFuzzDriver only declares LLVMFuzzerRunDriver (include/CFuzzDriver.h), which libFuzzer defines.
+#include "CFuzzDriver.h"
