@@ -377,6 +377,7 @@ class YamuxProbe:
         self.received = {}
         self.go_away: Optional[int] = None
         self.resets = set()
+        self.ping_acks = 0
         self.closed = asyncio.Event()
         self.closed_at: Optional[float] = None
         self.window_changed = asyncio.Event()
@@ -408,6 +409,8 @@ class YamuxProbe:
                 elif ftype == PING:
                     if flags & SYN:
                         self.writer.write(yframe(PING, ACK, 0, length))
+                    if flags & ACK:
+                        self.ping_acks += 1
                 elif ftype == GO_AWAY:
                     self.go_away = length
                 if flags & RST:

@@ -22,10 +22,10 @@ import pytest
 
 from abuse import (MB, HOST, InitialFlood, Prober, RssSampler, YamuxProbe, ametric, assert_forwarding,
                    can_bind, close_peers, death_note, describe_floods, drain, forwarding, mb, open_pair,
-                   rss_bytes, run_flood)
+                   ping_flood_bytes, rss_bytes, run_flood, yframe)
 from conftest import free_port, relay_binary, run
 from test_tunnel import LocalService, expected, get, wait_port, wait_until_served
-from yamuxpeer import SYN, WINDOW_UPDATE, FallbackPeer, YamuxClient
+from yamuxpeer import PING, SYN, WINDOW_UPDATE, FallbackPeer, YamuxClient
 from zrcpeer import Peer, random_id
 
 PLAIN = ("--fallback.tls", "false")
@@ -217,6 +217,63 @@ def test_yamux_flood_on_the_fallback_is_cut_off(relay_factory, kind):
                     await prober.stop(grace=0)
             await close_peers(*[p for pair in pairs.values() for p in pair])
     run(go(), timeout=35)
+
+
+BUDGET_RSS_BOUND = 30 * MB
+
+
+def test_control_frame_budget_spares_a_steady_peer_and_ends_a_burst(relay_factory):
+    """The control-frame budget (about 1000 at once, then 200 per second) seen by peers that do
+    read: one that sends 800 PINGs at once and then 150 per second for 4 s is answered every
+    time and stays connected; one that sends 5 000 at once gets GoAway(protocol error) and is
+    closed within 3 s. Plain fallback; relay alive, RSS grows < 30 MB, a good pair forwards."""
+    relay = relay_factory(*PLAIN)
+
+    async def go():
+        a, b = await open_pair(relay, "quic", "tcp")
+        idle = rss_bytes(relay_pid(relay))
+        steady = await YamuxProbe.open(relay.port)
+        burst = None
+        try:
+            steady.writer.write(ping_flood_bytes(800))
+            sent = 800
+            for tick in range(40):  # 15 every 0.1 s = 150/s for 4 s
+                steady.writer.write(b"".join(yframe(PING, SYN, 0, 100_000 + tick * 15 + i) for i in range(15)))
+                sent += 15
+                await asyncio.sleep(0.1)
+            deadline = time.monotonic() + 3
+            while steady.ping_acks < sent and not steady.closed.is_set() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            problems = []
+            if steady.closed.is_set() or steady.ping_acks < sent:
+                problems.append(f"steady peer: {steady.ping_acks}/{sent} PINGs answered, "
+                                f"{'closed' if steady.closed.is_set() else 'open'}, GoAway {steady.go_away}")
+            burst = await YamuxProbe.open(relay.port)
+            burst.writer.write(ping_flood_bytes(5000))
+            start = time.monotonic()
+            try:
+                await asyncio.wait_for(burst.closed.wait(), 3)
+            except asyncio.TimeoutError:
+                pass
+            if not burst.closed.is_set() or burst.go_away != 1:
+                problems.append(f"burst of 5000 PINGs: {burst.ping_acks} answered, GoAway {burst.go_away} "
+                                f"(expected 1, protocol error), "
+                                + (f"closed after {burst.closed_at - start:.1f} s" if burst.closed.is_set() else "still open after 3 s"))
+            assert_alive(relay)
+            growth = rss_bytes(relay_pid(relay)) - idle
+            if growth >= BUDGET_RSS_BOUND:
+                problems.append(f"RSS grew by {mb(growth)} (bound {mb(BUDGET_RSS_BOUND)})")
+            to_b, to_a = await forwarding(a, b)
+            if to_b < 18 or to_a < 18:
+                problems.append(f"good pair: {to_b}/20 a→b, {to_a}/20 b→a")
+            print(f"steady: {steady.ping_acks}/{sent} answered; burst: {burst.ping_acks} answered, GoAway {burst.go_away}")
+            assert not problems, "\n".join(problems)
+        finally:
+            steady.close()
+            if burst:
+                burst.close()
+            await close_peers(a, b)
+    run(go(), timeout=30)
 
 
 UNEXPECTED_STREAM_RSS_BOUND = 30 * MB
