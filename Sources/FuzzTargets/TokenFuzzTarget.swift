@@ -16,8 +16,9 @@ import RelayCore
 ///
 /// The property that matters: `.valid` only for bytes whose signature verifies (checked here
 /// independently with swift-crypto) under the trusted key, and only when every other rule of
-/// DESIGN §3 holds. Also: decoding round-trips, a cached verdict equals the first one, a
-/// flipped signature bit is never accepted, revocation and key removal take effect.
+/// DESIGN §3 holds. Also: decoding round-trips, a cached verdict equals the first one, an
+/// accepted token with one signature bit flipped is refused, revocation and key removal take
+/// effect.
 public enum TokenFuzzTarget {
     static let signatureContext = Array("ZRC-RELAY-TOKEN-V1".utf8)
     static let audience = "fleet-a"
@@ -115,8 +116,9 @@ public enum TokenFuzzTarget {
         // The second verification may come from the cache; it must agree.
         fuzzCheck(verifier.verify(bytes, nowUnix: now) == first, "a cached verification disagrees with the first")
 
-        // One flipped signature bit (the first verdict is cached under other bytes).
-        if bytes.count == RelayTokenV1.encodedLength {
+        // One flipped signature bit of an accepted token (its verdict is cached under other
+        // bytes). Only of an accepted one: flipping a bit of an invalid signature may repair it.
+        if case .valid = first {
             var flipped = bytes
             let bit = Int(options >> 4)
             flipped[130 + bit * 4] ^= UInt8(1) << (bit & 7)

@@ -35,6 +35,8 @@ echo "fuzz: build took $(( $(date +%s) - start )) s"
 BIN=$SCRATCH/$FUZZ_CONFIG
 mkdir -p "$SCRATCH/logs"
 
+# The Swift runtime's backtracer would run inside ASan after a trap and report itself.
+export SWIFT_BACKTRACE=enable=no
 status=0
 for target in "${TARGETS[@]}"; do
     corpus=tools/fuzz/corpus/$target
@@ -63,7 +65,7 @@ for target in "${TARGETS[@]}"; do
     rate=$(grep -E 'stat::average_exec_per_sec' "$log" | awk '{print $2}' || true)
     echo "fuzz: $target: last status: $last"
     echo "fuzz: $target: executions ${execs:-?}, exec/s ${rate:-?}, corpus $(ls "$corpus" | wc -l) files" \
-         "$(du -sh "$corpus" | cut -f1), crash files $(ls "$crashes" | wc -l)"
+         "$(du -sb "$corpus" | cut -f1) bytes, crash files $(ls "$crashes" | wc -l)"
 done
 
 # The debug smoke (make test) replays the corpora with toml++'s asserts on: set aside any
