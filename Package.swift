@@ -209,6 +209,7 @@ let package = Package(
             dependencies: [
                 "Yamux", "YamuxNIO", "ReverseTunnel",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

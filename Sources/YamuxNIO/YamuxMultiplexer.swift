@@ -244,6 +244,8 @@ public final class YamuxMultiplexer: ChannelDuplexHandler, @unchecked Sendable {
             } else {
                 streams[id] = nil
                 session.refuse(streamID: id, now: .now)
+                // Finish the refused stream's object too: its close promise must complete.
+                stream.deliver(.reset(.local))
             }
         case .streamData(let id, let bytes):
             streams[id]?.deliver(.data(bytes))
