@@ -202,8 +202,9 @@ extension QUICConnection {
         if let pending = pendingClose {
             // Control frames written before close() (ERROR, GOAWAY) leave first, then
             // CONNECTION_CLOSE. If pacing or congestion holds them back, wait a little
-            // (at most `closeLingerNanoseconds`) rather than lose them.
-            if control.hasUnsent, case .established = state {
+            // (at most `closeLingerNanoseconds`) rather than lose them. A server whose client
+            // never opened the control stream has nowhere to write them: close at once.
+            if control.hasUnsent, !isServer || controlStreamID >= 0, case .established = state {
                 writePackets(now: now, includeDatagrams: false)
                 if control.hasUnsent {
                     let deadline = closeLingerDeadline ?? (now &+ Self.closeLingerNanoseconds)

@@ -57,6 +57,8 @@ public final class QUICEndpoint: @unchecked Sendable {
     private var connectionsByHandle: [UInt64: QUICConnection] = [:]
     private var timers = TimerHeap()
     private var flushQueue: [QUICConnection] = []
+    /// Scratch list of `fireTimers` (kept to avoid an allocation per pass).
+    private var dueTimers: [QUICConnection] = []
     private var nextHandle: UInt64 = 1
     /// The loop's notion of now (CLOCK_MONOTONIC nanoseconds), refreshed once per batch: a
     /// cheap timestamp for the layer above on the loop thread.
@@ -248,15 +250,23 @@ public final class QUICEndpoint: @unchecked Sendable {
         }
     }
 
+    /// Runs the timers that are due. They are collected first and re-armed after: a
+    /// connection whose next deadline is still in the past (its work waits for the flush
+    /// that follows) is seen again on the next pass of the loop, never in a spin here.
     private func fireTimers() {
         let now = MonotonicClock.now()
         loopTime = now
+        dueTimers.removeAll(keepingCapacity: true)
         while let entry = timers.popDue(now: now) {
             guard let connection = connectionsByHandle[entry.handle], connection.scheduledDeadline == entry.deadline else { continue }
             connection.scheduledDeadline = .max
-            connection.handleTimer(now: now)
-            if connectionsByHandle[entry.handle] != nil { rescheduleTimer(connection) }
+            dueTimers.append(connection)
         }
+        for connection in dueTimers where connectionsByHandle[connection.id] != nil {
+            connection.handleTimer(now: now)
+            if connectionsByHandle[connection.id] != nil { rescheduleTimer(connection) }
+        }
+        dueTimers.removeAll(keepingCapacity: true)
     }
 
     /// After many connections were freed (a flood of handshakes timing out, a mass

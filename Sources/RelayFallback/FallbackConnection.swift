@@ -177,6 +177,9 @@ final class FallbackConnection: RelayPeerLink, @unchecked Sendable {
         guard !closed else { return }
         closed = true
         pacingTimer?.cancel()
+        // The streams' handlers capture this connection: let go of both so nothing cycles.
+        controlStream = nil
+        datagramStream = nil
         if let handle { relay.linkClosed(handle) }
     }
 

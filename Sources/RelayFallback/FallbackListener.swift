@@ -50,6 +50,9 @@ public final class FallbackListener: Sendable {
                 privateKey: .privateKey(try NIOSSLPrivateKey(file: tls.keyPath, format: .pem)))
             tlsConfiguration.minimumTLSVersion = .tlsv13
             tlsConfiguration.applicationProtocols = [alpn]
+            // After our close_notify, wait at most 1 s for the peer's (5 s by default): the
+            // connection is over, and reading has stopped anyway.
+            tlsConfiguration.shutdownTimeout = .seconds(1)
             sslContext = try NIOSSLContext(configuration: tlsConfiguration)
         } else {
             sslContext = nil

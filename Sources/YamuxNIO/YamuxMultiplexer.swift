@@ -142,6 +142,9 @@ public final class YamuxMultiplexer: ChannelDuplexHandler, @unchecked Sendable {
     }
 
     public func read(context: ChannelHandlerContext) {
+        // After the session ended nothing read can matter: a TLS layer below waiting for the
+        // peer's close_notify would otherwise go on reading and decrypting a flood.
+        guard session.isActive else { return }
         if context.channel.isWritable {
             context.read()
         } else {

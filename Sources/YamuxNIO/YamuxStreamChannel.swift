@@ -56,6 +56,7 @@ public final class YamuxStreamChannel: @unchecked Sendable {
             let backlog = self.undelivered
             self.undelivered.removeAll()
             for event in backlog { handler(event) }
+            if self.isFinished { self.eventHandler = nil }
         }
     }
 
@@ -124,6 +125,9 @@ public final class YamuxStreamChannel: @unchecked Sendable {
             undelivered.append(event)
         }
         if isFinished {
+            // The last event: drop the handler, which often captures its owner (and the owner
+            // this stream), so the cycle ends with the stream.
+            eventHandler = nil
             closePromise.succeed(())
         }
     }

@@ -614,6 +614,22 @@ async def quic_partial_frame(port: int, within: float):
         await close_peers(peer)
 
 
+async def quic_silent(port: int, within: float):
+    """QUIC handshake, then nothing at all: no control stream. The relay cannot write an ERROR
+    on a stream the client never opened, so it must close at once rather than wait for one
+    (a server-side close with unsendable control data once spun the relay's loop forever)."""
+    start = time.monotonic()
+    peer = await Peer.open(HOST, port)
+    try:
+        try:
+            await asyncio.wait_for(peer.protocol.closed.wait(), max(0.01, start + within - time.monotonic()))
+            return time.monotonic() - start
+        except asyncio.TimeoutError:
+            return None
+    finally:
+        await close_peers(peer)
+
+
 def test_slow_and_idle_connections_are_closed(relay_factory):
     """On a TLS relay: (a) a TCP connection to the fallback port that sends nothing, (b) a TLS
     fallback connection with yamux that opens stream 1 and never sends ALLOCATE, (c) a QUIC
@@ -635,6 +651,7 @@ def test_slow_and_idle_connections_are_closed(relay_factory):
                 "(a) silent TCP on the TLS fallback port": (silent_tcp(tls_relay.port, IDLE_CLOSE_WITHIN), IDLE_CLOSE_WITHIN),
                 "(b) TLS + yamux stream 1, no ALLOCATE": (yamux_without_allocate(tls_relay.port, IDLE_CLOSE_WITHIN), IDLE_CLOSE_WITHIN),
                 "(c) QUIC, 2 bytes of a control frame": (quic_partial_frame(tls_relay.port, IDLE_CLOSE_WITHIN), IDLE_CLOSE_WITHIN),
+                "(e) QUIC, no control stream at all": (quic_silent(tls_relay.port, IDLE_CLOSE_WITHIN), IDLE_CLOSE_WITHIN),
                 "(d) silent TCP on the metrics port": (silent_tcp(tls_relay.metrics_port, METRICS_IDLE_CLOSE_WITHIN),
                                                        METRICS_IDLE_CLOSE_WITHIN),
             }
@@ -843,3 +860,35 @@ def test_repeated_warnings_are_rate_limited(relay_factory):
                 flood.join(5)
                 flood.close()
     run(go(), timeout=35)
+
+
+# --- 8. a client without the DATAGRAM extension ---------------------------------------------
+
+def test_client_without_datagram_support_is_closed_after_the_handshake(relay):
+    """DESIGN §4: a client whose transport parameters lack max_datagram_frame_size is closed
+    with bad_message right after the handshake, without waiting for ALLOCATE; the relay keeps
+    serving (its loop once spun forever on this close)."""
+    import ssl as _ssl
+    from aioquic.quic.configuration import QuicConfiguration
+    from zrcpeer import ALPN, ERROR_CODES
+
+    async def go():
+        cfg = QuicConfiguration(is_client=True, alpn_protocols=[ALPN], verify_mode=_ssl.CERT_NONE)
+        cfg.server_name = "localhost"
+        start = time.monotonic()
+        peer = await Peer.open(HOST, relay.port, configuration=cfg)
+        try:
+            await asyncio.wait_for(peer.protocol.closed.wait(), 3)
+            assert peer.protocol.terminated.error_code == ERROR_CODES["bad_message"], peer.protocol.terminated
+            assert time.monotonic() - start < 3
+        finally:
+            await close_peers(peer)
+        a, b = await open_pair(relay, "quic", "quic")
+        try:
+            to_b, to_a = await forwarding(a, b)
+            assert to_b >= 18 and to_a >= 18
+        finally:
+            await close_peers(a, b)
+        status, _ = relay.http("/health")
+        assert status == 200
+    run(go(), timeout=30)
