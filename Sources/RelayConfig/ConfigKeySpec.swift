@@ -42,14 +42,18 @@ public struct ConfigKeySpec: Sendable, Hashable {
     public let isSecret: Bool
     /// One line for `--help` and the example file.
     public let help: String
+    /// `false` for a key of the contract that this build does not implement yet: setting it
+    /// (to anything but `false` for a switch) is refused by name, never silently ignored.
+    public let isImplemented: Bool
 
     init(_ name: String, _ kind: ConfigValueKind, _ defaultValue: String?, reloadable: Bool = false,
-         secret: Bool = false, _ help: String) {
+         secret: Bool = false, implemented: Bool = true, _ help: String) {
         self.name = name
         self.kind = kind
         self.defaultValue = defaultValue
         self.reloadable = reloadable
         self.isSecret = secret
+        self.isImplemented = implemented
         self.help = help
     }
 

@@ -13,10 +13,14 @@ public struct ConfigError: Error, Hashable, CustomStringConvertible {
     public let key: String
     /// What is wrong with it.
     public let problem: String
+    /// A command-line usage error (an unknown flag, a flag without its value): the caller
+    /// prints the usage too (DESIGN §2 v3).
+    public let isUsageError: Bool
 
-    public init(key: String, problem: String) {
+    public init(key: String, problem: String, isUsageError: Bool = false) {
         self.key = key
         self.problem = problem
+        self.isUsageError = isUsageError
     }
 
     /// One line: a key taken from a file or the command line is cut to 80 characters, and
@@ -95,17 +99,59 @@ public enum ConfigSources {
         }
     }
 
-    /// Reads `ZRC_RELAY_*` variables. A variable with that prefix that names no key is an error.
-    public static func environment(_ environment: [String: String]) throws(ConfigError) -> [String: RawConfigValue] {
+    /// Reads `ZRC_RELAY_*` variables (DESIGN §2 v3). A name that is exactly a key's is that
+    /// setting; an empty value means unset. Other names are ignored (and returned, to be
+    /// listed once in a warning) when orchestrators make them — Kubernetes service links such
+    /// as `ZRC_RELAY_SERVICE_HOST`, `ZRC_RELAY_PORT=udp://…`, `ZRC_RELAY_METRICS_PORT`,
+    /// `ZRC_RELAY_PORT_4433_UDP_ADDR` — or when they lie outside every section; a name inside
+    /// a section that is no key (`ZRC_RELAY_LIMITS_MAX_ALOCATIONS`) is a typo and an error.
+    public static func environment(
+        _ environment: [String: String]
+    ) throws(ConfigError) -> (values: [String: RawConfigValue], ignored: [String]) {
         let byEnvironmentName = Dictionary(uniqueKeysWithValues: Defaults.keys.map { ($0.environmentName, $0) })
         var out: [String: RawConfigValue] = [:]
-        for (name, value) in environment where name.hasPrefix("ZRC_RELAY_") {
-            guard let spec = byEnvironmentName[name] else {
-                throw ConfigError(key: name, problem: "unknown setting (environment variable)")
+        var ignored: [String] = []
+        for name in environment.keys.sorted() where name.hasPrefix(environmentPrefix) {
+            guard let value = environment[name] else { continue }
+            if let spec = byEnvironmentName[name] {
+                if !value.isEmpty { out[spec.name] = raw(value, for: spec) }
+                continue
             }
-            out[spec.name] = raw(value, for: spec)
+            let rest = String(name.dropFirst(environmentPrefix.count))
+            if isOrchestratorShaped(rest) || !sectionPrefixes.contains(where: { rest.hasPrefix($0) }) {
+                ignored.append(name)
+                continue
+            }
+            throw ConfigError(key: name, problem: "unknown setting (environment variable); see config/zrc-relay.toml for the keys")
         }
-        return out
+        return (out, ignored)
+    }
+
+    static let environmentPrefix = "ZRC_RELAY_"
+
+    /// `LIMITS_`, `SERVER_`, …: the environment form of every section.
+    static let sectionPrefixes: Set<String> = Set(Defaults.keys.compactMap { spec in
+        spec.name.split(separator: ".").first.map { $0.uppercased() + "_" }
+    })
+
+    /// Names Kubernetes (and Docker links) derive from Service names: `…_SERVICE_HOST`,
+    /// `…_SERVICE_PORT…`, `…_PORT`, `…_PORT_<n>_<UDP|TCP|SCTP>[_PROTO|_PORT|_ADDR]`, `…_ENV_…`,
+    /// `…_NAME`. `rest` is the name without `ZRC_RELAY_`; the bare `PORT`, `SERVICE_HOST` count.
+    static func isOrchestratorShaped(_ rest: String) -> Bool {
+        let name = "_" + rest
+        if name.hasSuffix("_SERVICE_HOST") || name.contains("_SERVICE_PORT") || name.hasSuffix("_PORT")
+            || name.contains("_ENV_") || name.hasSuffix("_NAME")
+        {
+            return true
+        }
+        // _PORT_<digits>_<proto>[_…]
+        let parts = name.split(separator: "_", omittingEmptySubsequences: false)
+        for (index, part) in parts.enumerated() where part == "PORT" && index + 2 < parts.count {
+            let number = parts[index + 1]
+            let proto = parts[index + 2]
+            if !number.isEmpty, number.allSatisfy(\.isNumber), ["UDP", "TCP", "SCTP"].contains(proto) { return true }
+        }
+        return false
     }
 
     /// Reads `--section.key VALUE` / `--section.key=VALUE` flags (`-` and `_` are the same in
@@ -116,20 +162,28 @@ public enum ConfigSources {
         while index < arguments.count {
             let argument = arguments[index]
             guard argument.hasPrefix("--"), argument.count > 2 else {
-                throw ConfigError(key: argument, problem: "unexpected argument (settings are --section.key VALUE)")
+                throw ConfigError(key: argument, problem: "unexpected argument (settings are --section.key VALUE)", isUsageError: true)
             }
             var name = String(argument.dropFirst(2))
-            let value: String
+            var inlineValue: String?
             if let equals = name.firstIndex(of: "=") {
-                value = String(name[name.index(after: equals)...])
+                inlineValue = String(name[name.index(after: equals)...])
                 name = String(name[..<equals])
+            }
+            let key = name.replacingAll("-", with: "_")
+            guard let spec = Defaults.byName[key] else {
+                throw ConfigError(key: "--\(name)", problem: "unknown option", isUsageError: true)
+            }
+            let value: String
+            if let inlineValue {
+                value = inlineValue
             } else {
-                guard index + 1 < arguments.count else { throw ConfigError(key: name, problem: "missing value") }
+                guard index + 1 < arguments.count else {
+                    throw ConfigError(key: "--\(name)", problem: "missing value", isUsageError: true)
+                }
                 value = arguments[index + 1]
                 index += 1
             }
-            let key = name.replacingAll("-", with: "_")
-            guard let spec = Defaults.byName[key] else { throw ConfigError(key: key, problem: "unknown key") }
             out[key] = raw(value, for: spec)
             index += 1
         }

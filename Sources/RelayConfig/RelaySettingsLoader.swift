@@ -11,20 +11,31 @@ public struct RelaySettingsLoader: Sendable {
     public let flags: [String: RawConfigValue]
     public let environment: [String: RawConfigValue]
     public let file: [String: RawConfigValue]
+    /// `ZRC_RELAY_*` variables that are not settings and were ignored (orchestrator-made, or
+    /// outside every section): names only, for one start-up warning.
+    public let ignoredEnvironmentNames: [String]
     private let reader: ConfigReader
 
-    /// Reads the layers. `fileText` is the TOML text of `--config FILE`, if any.
-    public init(fileText: String?, fileName: String = "config", environment: [String: String], flags: [String]) throws(ConfigError) {
-        self.flags = try ConfigSources.flags(flags)
-        self.environment = try ConfigSources.environment(environment)
-        self.file = try fileText.map { text throws(ConfigError) in try ConfigSources.toml(text, file: fileName) } ?? [:]
-        var defaults: [String: RawConfigValue] = [:]
-        for spec in Defaults.keys {
-            if let value = spec.defaultValue {
-                defaults[spec.name] = spec.kind == .stringList
-                    ? .list(value.split(separator: ",").map(String.init)) : .scalar(value)
+    /// Reads the layers. `fileText` is the TOML text of `--config FILE`, if any. `pinned`
+    /// values win over every layer, and a pinned `nil` makes the key unset in every layer (a
+    /// reload keeps restart-only keys at their running values).
+    public init(fileText: String?, fileName: String = "config", environment: [String: String], flags: [String],
+                pinned: [String: RawConfigValue?] = [:]) throws(ConfigError) {
+        var flagValues = try ConfigSources.flags(flags)
+        var (environmentValues, ignored) = try ConfigSources.environment(environment)
+        var fileValues = try fileText.map { text throws(ConfigError) in try ConfigSources.toml(text, file: fileName) } ?? [:]
+        for (key, value) in pinned {
+            flagValues[key] = value
+            if value == nil {
+                environmentValues[key] = nil
+                fileValues[key] = nil
             }
         }
+        self.flags = flagValues
+        (self.environment, self.ignoredEnvironmentNames) = (environmentValues, ignored)
+        self.file = fileValues
+        let defaults = Self.defaultValues
+        try Self.refuseUnimplemented(flags: self.flags, environment: self.environment, file: self.file)
         reader = ConfigReader(providers: [
             Self.provider("flags", self.flags),
             Self.provider("environment", self.environment),
@@ -45,6 +56,42 @@ public struct RelaySettingsLoader: Sendable {
             converted[AbsoluteConfigKey(ConfigKey(key))] = ConfigValue(content, isSecret: secret)
         }
         return InMemoryProvider(name: name, values: converted)
+    }
+
+    /// A key this build does not implement, set to anything but off, stops start-up by name.
+    static func refuseUnimplemented(
+        flags: [String: RawConfigValue], environment: [String: RawConfigValue], file: [String: RawConfigValue]
+    ) throws(ConfigError) {
+        for spec in Defaults.keys where !spec.isImplemented {
+            guard let value = flags[spec.name] ?? environment[spec.name] ?? file[spec.name] else { continue }
+            if spec.kind == .bool, case .scalar(let text) = value, text.trimmingCharacters(in: .whitespaces).lowercased() == "false" {
+                continue
+            }
+            throw ConfigError(key: spec.name, problem: "is not implemented in this build (see docs/OPERATIONS.md); remove it")
+        }
+    }
+
+    /// Every key's default as a raw value.
+    static let defaultValues: [String: RawConfigValue] = {
+        var defaults: [String: RawConfigValue] = [:]
+        for spec in Defaults.keys {
+            if let value = spec.defaultValue {
+                defaults[spec.name] = spec.kind == .stringList
+                    ? .list(value.split(separator: ",").map(String.init)) : .scalar(value)
+            }
+        }
+        return defaults
+    }()
+
+    /// The raw value in force for `key` (from the highest layer that has it), `nil` if unset.
+    public func rawValue(of key: String) -> RawConfigValue? {
+        flags[key] ?? environment[key] ?? file[key] ?? Self.defaultValues[key]
+    }
+
+    /// Keys that need a restart (derived from the key table: not `reloadable`) whose value
+    /// differs between `self` and `newer`.
+    public func restartOnlyChanges(to newer: RelaySettingsLoader) -> [String] {
+        Defaults.keys.filter { !$0.reloadable && rawValue(of: $0.name) != newer.rawValue(of: $0.name) }.map(\.name)
     }
 
     /// Which layer supplied `key`.
@@ -164,8 +211,9 @@ public struct RelaySettingsLoader: Sendable {
         let free = RelaySettings.TierLimits(
             bandwidthBitsPerSecond: try bitRate("tiers.free.bandwidth_limit") ?? limits.defaultBandwidthBitsPerSecond,
             quotaBytes: try size("tiers.free.quota") ?? limits.defaultQuotaBytes)
-        let (paidRate, o1) = limits.defaultBandwidthBitsPerSecond.multipliedReportingOverflow(by: 4)
-        let (paidQuota, o2) = limits.defaultQuotaBytes.multipliedReportingOverflow(by: 4)
+        // Paid = 4 × the effective free tier (DESIGN §2 v3), so a `tiers.free` override moves it too.
+        let (paidRate, o1) = free.bandwidthBitsPerSecond.multipliedReportingOverflow(by: 4)
+        let (paidQuota, o2) = free.quotaBytes.multipliedReportingOverflow(by: 4)
         let paid = RelaySettings.TierLimits(
             bandwidthBitsPerSecond: try bitRate("tiers.paid.bandwidth_limit") ?? (o1 ? .max : paidRate),
             quotaBytes: try size("tiers.paid.quota") ?? (o2 ? .max : paidQuota))

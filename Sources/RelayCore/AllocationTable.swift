@@ -97,18 +97,27 @@ public struct AllocationTable: Sendable {
     private var allocations: [AllocationID: Allocation] = [:]
     private var bindings: [ConnectionHandle: Binding] = [:]
     private var perSigner: [SignerKey: Int] = [:]
-    /// Ended ids → the Unix time until which they are remembered (their token's expiry).
-    private var ended: [AllocationID: UInt64] = [:]
+    /// Ended ids, remembered until their token's expiry; at least 10 × `maxAllocations` of
+    /// them (DESIGN §5 v3), the oldest forgotten first.
+    private(set) var ended: EndedAllocations
     private var globalBucket: TokenBucket
 
     public init(configuration: Configuration) {
         self.configuration = configuration
         self.globalBucket = TokenBucket(bitsPerSecond: configuration.globalBandwidthBitsPerSecond)
+        self.ended = EndedAllocations(capacity: Self.endedCapacity(for: configuration))
+    }
+
+    /// 10 × `max_allocations` (at least 1024) ended ids.
+    static func endedCapacity(for configuration: Configuration) -> Int {
+        let (tenfold, overflow) = max(1, configuration.maxAllocations).multipliedReportingOverflow(by: 10)
+        return overflow ? Int.max : max(1024, tenfold)
     }
 
     /// New limits for new allocations (SIGHUP). Live allocations keep theirs.
     public mutating func reconfigure(_ configuration: Configuration) {
         self.configuration = configuration
+        ended.capacity = max(ended.capacity, Self.endedCapacity(for: configuration))
         globalBucket.setRate(configuration.globalBandwidthBitsPerSecond)
     }
 
@@ -135,9 +144,8 @@ public struct AllocationTable: Sendable {
         guard token.allows(peer) else {
             return refuse(connection, .unknownPeer, "peer id is not named in the token")
         }
-        if let until = ended[token.allocationID] {
-            if until > nowUnix { return refuse(connection, .allocationEnded, "allocation has ended") }
-            ended[token.allocationID] = nil
+        if ended.contains(token.allocationID, nowUnix: nowUnix) {
+            return refuse(connection, .allocationEnded, "allocation has ended")
         }
         var actions: [AllocationAction] = []
         if var allocation = allocations[token.allocationID] {
@@ -306,7 +314,7 @@ public struct AllocationTable: Sendable {
                 end(id, outcome: .peerTimeout, code: .peerTimeout, reason: "a peer did not come back", now: now, into: &actions)
             }
         }
-        ended = ended.filter { $0.value > nowUnix }
+        ended.forgetExpired(nowUnix: nowUnix)
         return actions
     }
 
@@ -360,7 +368,7 @@ public struct AllocationTable: Sendable {
         if let n = perSigner[allocation.signer] {
             perSigner[allocation.signer] = n > 1 ? n - 1 : nil
         }
-        ended[id] = allocation.tokenExpiresAt
+        ended.insert(id, until: allocation.tokenExpiresAt)
         let usage = allocation.quota > 0 ? Double(allocation.forwarded) / Double(allocation.quota) : nil
         actions.append(.event(.ended(id, outcome: outcome, bytesAToB: allocation.sides[0].bytesSent,
                                      bytesBToA: allocation.sides[1].bytesSent, duration: now.since(allocation.createdAt),
@@ -386,7 +394,10 @@ public struct AllocationTable: Sendable {
     }
 
     /// Whether an id is remembered as ended.
-    public func hasEnded(_ id: AllocationID) -> Bool { ended[id] != nil }
+    public func hasEnded(_ id: AllocationID) -> Bool { ended.remembers(id) }
+
+    /// Ended ids forgotten early because their memory was full (`ended_ids_forgotten_total`).
+    public var endedIDsForgotten: UInt64 { ended.forgottenCount }
 }
 
 extension AllocationTable.Allocation {

@@ -27,6 +27,11 @@ public struct RelayTokenV1: Hashable, Sendable {
     public var issuedAt: UInt64
     public var expiresAt: UInt64
     public var tier: Tier
+    /// The tier byte as received; `tier` is `.free` when it is unknown (> 2), which
+    /// ``hasKnownTier`` tells apart.
+    public private(set) var tierByte: UInt8
+    /// Whether the tier byte names a tier (0 free, 1 paid, 2 unlimited).
+    public var hasKnownTier: Bool { Tier(rawValue: tierByte) != nil }
     /// 0 = the tier's value.
     public var bandwidthBitsPerSecond: UInt64
     /// 0 = the tier's value.
@@ -45,7 +50,9 @@ public struct RelayTokenV1: Hashable, Sendable {
               let peerA = PeerID(bytes: b[65..<81]),
               let peerB = PeerID(bytes: b[81..<97])
         else { throw .invalidToken("token fields are malformed") }
-        guard let tier = Tier(rawValue: b[113]) else { throw .invalidToken("token tier \(b[113]) is unknown") }
+        // The tier byte is judged after the signature, like every other field (DESIGN §3 v3):
+        // decoding keeps it, `TokenVerifier` refuses an unknown one once the signature holds.
+        self.tierByte = b[113]
         self.signer = signer
         self.audience = Array(b[33..<49])
         self.allocationID = allocationID
@@ -53,7 +60,7 @@ public struct RelayTokenV1: Hashable, Sendable {
         self.peerB = peerB
         self.issuedAt = Self.u64(b, 97)
         self.expiresAt = Self.u64(b, 105)
-        self.tier = tier
+        self.tier = Tier(rawValue: b[113]) ?? .free
         self.bandwidthBitsPerSecond = Self.u64(b, 114)
         self.quotaBytes = Self.u64(b, 122)
         self.signature = Array(b[130..<194])

@@ -61,6 +61,8 @@ public struct TokenVerifier: Sendable {
             guard token.hasValidSignature else { return .rejected(.invalidToken) }
             remember(bytes, expiresAt: token.expiresAt, nowUnix: nowUnix)
         }
+        // The tier byte, now that the signature says the bytes are the signer's.
+        guard token.hasKnownTier else { return .rejected(.invalidToken) }
         // 4. Audience.
         if let audienceHash, !ConstantTime.equal(token.audience, audienceHash) { return .rejected(.wrongAudience) }
         // 5. Not yet valid.

@@ -16,6 +16,8 @@ public struct RelayCounters: Sendable, Hashable {
     public var allocationsEnded: [AllocationOutcome: UInt64] = [:]
     public var allocationsCreated: UInt64 = 0
     public var activeAllocations = 0
+    /// Ended allocation ids forgotten early because their memory was full.
+    public var endedIDsForgotten: UInt64 = 0
     public var rateLimitHits: [RateLimitKind: UInt64] = [:]
     /// ERROR frames sent and close codes used, by code name.
     public var errors: [String: UInt64] = [:]

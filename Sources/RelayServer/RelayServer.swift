@@ -87,6 +87,7 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
         await onLoop { server in
             var c = server.counters.snapshot()
             c.activeAllocations = server.table.count
+            c.endedIDsForgotten = server.table.endedIDsForgotten
             c.rateLimitHits[.accept, default: 0] += server.endpoint.counters.acceptLimited.load(ordering: .relaxed)
             return c
         }

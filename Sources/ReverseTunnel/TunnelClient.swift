@@ -39,12 +39,22 @@ public final class TunnelClient: Sendable {
         self.logger = logger
     }
 
+    /// How a session that was established ended (both are normal ends: exit 0).
+    public enum Ending: Sendable {
+        /// The server closed the session (it stopped, or the connection was lost).
+        case serverClosed(YamuxSessionCloseReason)
+        /// A newer client for this server took over; this one was told `REPLACED` (or got
+        /// the server's GoAway) and must not reconnect.
+        case replaced
+    }
+
     /// Connects, says hello and serves until the session ends.
-    /// - Returns: Why the session ended (the server closing it is a normal end).
+    /// - Returns: How the session ended.
     /// - Throws: ``TunnelError`` when the server is unreachable or refuses the hello.
-    public func run() async throws -> YamuxSessionCloseReason {
+    public func run() async throws -> Ending {
         let address = "\(configuration.serverHost):\(configuration.serverPort)"
         let multiplexerBox = MultiplexerSlot()
+        let replaced = NIOLockedValueBox(false)
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: group)
@@ -78,6 +88,15 @@ public final class TunnelClient: Sendable {
                 multiplexer.close()
                 throw TunnelError.refused(reason)
             }
+            // The server keeps the hello stream open: `REPLACED` there means a newer client
+            // took over (DESIGN §9 v3). (The GoAway that follows is also what a stopping
+            // server sends, so the line is what tells the two apart.)
+            hello.setEventHandler { event in
+                if case .data(let bytes) = event {
+                    if bytes.readableBytesView.starts(with: TunnelHello.replaced.utf8.dropLast()) { replaced.withLockedValue { $0 = true } }
+                    hello.consumed(bytes.readableBytes)
+                }
+            }
         } catch let error as TunnelError {
             multiplexer.close()
             throw error
@@ -90,7 +109,7 @@ public final class TunnelClient: Sendable {
         ])
         let reason = try await multiplexer.sessionClosed.get()
         _ = try? await channel.closeFuture.get()
-        return reason
+        return replaced.withLockedValue { $0 } ? .replaced : .serverClosed(reason)
     }
 
     private func bridgeToLocalService(_ stream: YamuxStreamChannel) {

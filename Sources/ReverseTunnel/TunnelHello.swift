@@ -6,6 +6,9 @@ public enum TunnelHello {
     /// buffer without bound.
     public static let maximumLineLength = 4096
 
+    /// The line a server writes on a client's hello stream when a newer client replaced it.
+    public static let replaced = "REPLACED\n"
+
     /// The client's line.
     public static func request(token: String?) -> String {
         if let token, !token.isEmpty { return "HELLO \(token)\n" }

@@ -33,15 +33,28 @@ public final class TunnelServer: Sendable {
         let serial: Int
         let remote: String
         let multiplexer: YamuxMultiplexer
+        /// The client's hello stream, kept open for a `REPLACED` line (DESIGN §9 v3).
+        let helloStream = NIOLockedValueBox<YamuxStreamChannel?>(nil)
         init(serial: Int, remote: String, multiplexer: YamuxMultiplexer) {
             self.serial = serial
             self.remote = remote
             self.multiplexer = multiplexer
         }
+
+        /// Tells the client a newer one took over (`REPLACED` on its hello stream, then GoAway
+        /// normal) and closes its session shortly after, once those frames left.
+        func replace() {
+            if let stream = helloStream.withLockedValue({ $0 }) {
+                stream.write(ByteBuffer(string: TunnelHello.replaced))
+                stream.closeWrite()
+            }
+            multiplexer.goAway()
+            multiplexer.eventLoop.scheduleTask(in: .milliseconds(200)) { self.multiplexer.close() }
+        }
     }
 
-    /// Accepted clients, oldest first; the last one is the current client. (Older entries are
-    /// kept only to tell whether a client that leaves is the current one.)
+    /// The current client (the most recent accepted one), if any. A newer client replaces it
+    /// and the older one is told and dropped: the server keeps no client it does not use.
     private let clients = NIOLockedValueBox<[ClientRecord]>([])
     private let nextSerial = NIOLockedValueBox(0)
     private let configuration: Configuration
@@ -132,15 +145,20 @@ public final class TunnelServer: Sendable {
                 case .failure(let error): verdict = .denied("\(error)")
                 }
                 stream.write(ByteBuffer(string: TunnelHello.answer(verdict)))
-                stream.closeWrite()
-                guard let client = record.withLockedValue({ $0 }) else { return }
+                guard let client = record.withLockedValue({ $0 }) else {
+                    stream.closeWrite()
+                    return
+                }
                 switch verdict {
                 case .accepted:
+                    // Kept open: a `REPLACED` line may follow when a newer client takes over.
+                    client.helloStream.withLockedValue { $0 = stream }
                     if !authenticated.withLockedValue({ $0 }) {
                         authenticated.withLockedValue { $0 = true }
                         self.register(client, logger: logger)
                     }
                 case .denied(let reason):
+                    stream.closeWrite()
                     logger.warning("tunnel client refused", metadata: ["reason": "\(reason)"])
                     client.multiplexer.goAway()
                     channel.eventLoop.scheduleTask(in: .milliseconds(200)) { client.multiplexer.close() }
@@ -169,21 +187,24 @@ public final class TunnelServer: Sendable {
     }
 
     private func register(_ client: ClientRecord, logger: Logger) {
-        clients.withLockedValue { $0.append(client) }
+        let replaced = clients.withLockedValue { list -> [ClientRecord] in
+            let older = list
+            list = [client]
+            return older
+        }
         logger.info("tunnel client is now the current client")
+        for old in replaced {
+            logger.info("tunnel client replaced by a newer one; dropped", metadata: ["replaced.client": "\(old.serial)"])
+            old.replace()
+        }
     }
 
     /// Removes a client; returns whether it was the current one. Losing the current client
-    /// clears the reference: public connections are refused until a client (re)connects,
-    /// even if an older one is still connected.
+    /// clears the reference: public connections are refused until a client (re)connects.
     private func unregister(_ client: ClientRecord) -> Bool {
         clients.withLockedValue { list in
             let wasCurrent = list.last === client
-            if wasCurrent {
-                list.removeAll()
-            } else {
-                list.removeAll { $0 === client }
-            }
+            list.removeAll { $0 === client }
             return wasCurrent
         }
     }

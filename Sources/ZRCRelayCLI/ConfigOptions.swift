@@ -11,22 +11,28 @@ struct ConfigOptions: ParsableArguments {
     var settings: [String] = []
 
     /// Reads every layer (again, on reload); throws the first problem.
-    func read() throws(ConfigError) -> (RelaySettingsLoader, RelaySettings) {
+    func read(pinned: [String: RawConfigValue?] = [:]) throws(ConfigError) -> (RelaySettingsLoader, RelaySettings) {
         var text: String?
         if let config {
             text = try ConfigFileReader.read(config, key: "--config")
         }
         let loader = try RelaySettingsLoader(fileText: text, fileName: config ?? "config",
-                                             environment: ProcessInfo.processInfo.environment, flags: settings)
+                                             environment: ProcessInfo.processInfo.environment, flags: settings, pinned: pinned)
         return (loader, try loader.settings())
     }
 
-    /// Reads every layer; on a problem prints one line naming the key and exits 2.
-    func load() throws -> (RelaySettingsLoader, RelaySettings) {
+    /// Reads every layer; on a problem prints one line naming the key (and, for an unknown
+    /// flag or a missing value, the command's usage) and exits 2.
+    func load(command: any ParsableCommand.Type) throws -> (RelaySettingsLoader, RelaySettings) {
         do {
             return try read()
         } catch {
-            FileHandle.standardError.write(Data("zrc-relay: configuration error: \(error)\n".utf8))
+            if error.isUsageError {
+                let usage = ZRCRelay.helpMessage(for: command)
+                FileHandle.standardError.write(Data("zrc-relay: \(error)\n\n\(usage)\n".utf8))
+            } else {
+                FileHandle.standardError.write(Data("zrc-relay: configuration error: \(error)\n".utf8))
+            }
             throw ExitCode(2)
         }
     }
@@ -49,7 +55,16 @@ struct ConfigCommand: ParsableCommand {
         @OptionGroup var options: ConfigOptions
 
         func run() throws {
-            let (loader, _) = try options.load()
+            let (loader, settings) = try options.load(command: Self.self)
+            do {
+                _ = try StartChecks.run(settings)
+            } catch {
+                FileHandle.standardError.write(Data("zrc-relay: configuration error: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+            if !loader.ignoredEnvironmentNames.isEmpty {
+                print("# ignored environment variables (not settings): \(loader.ignoredEnvironmentNames.joined(separator: ", "))")
+            }
             print(loader.effectiveLines().joined(separator: "\n"))
         }
     }

@@ -16,10 +16,10 @@ struct ConfigReloadService: Service {
     let level: LogLevelBox
     let logger: Logger
 
-    init(options: ConfigOptions, settings: RelaySettings, configuration: RelayServerConfiguration, server: RelayServer,
-         level: LogLevelBox, logger: Logger) {
+    init(options: ConfigOptions, loader: RelaySettingsLoader, settings: RelaySettings, configuration: RelayServerConfiguration,
+         server: RelayServer, level: LogLevelBox, logger: Logger) {
         self.options = options
-        self.current = CurrentConfiguration((settings, configuration))
+        self.current = CurrentConfiguration((loader, settings, configuration))
         self.server = server
         self.level = level
         self.logger = logger
@@ -31,58 +31,43 @@ struct ConfigReloadService: Service {
         }
     }
 
+    /// Reads the configuration again. Keys that need a restart (those not `reloadable` in
+    /// the key table) keep their running values and are reported as not applied.
     func reload() async {
-        let (oldSettings, oldConfiguration) = current.withLock { $0 }
+        let (oldLoader, _, _) = current.withLock { $0 }
+        let loader: RelaySettingsLoader
         let settings: RelaySettings
-        var configuration: RelayServerConfiguration
+        let configuration: RelayServerConfiguration
+        let restartOnly: [String]
         do {
-            settings = try options.read().1
-            configuration = try settings.relayConfiguration()
+            let (fresh, _) = try options.read()
+            restartOnly = oldLoader.restartOnlyChanges(to: fresh)
+            let pinned = Dictionary(uniqueKeysWithValues: restartOnly.map { ($0, oldLoader.rawValue(of: $0)) })
+            (loader, settings) = try options.read(pinned: pinned)
+            configuration = try StartChecks.run(settings)
         } catch {
             logger.error("configuration reload refused; the running configuration stays",
                          metadata: ["key": "\(error.key)", "problem": "\(error.problem)"])
             return
         }
-        // Only trusted keys change in the token rules; audience, skew and lifetime need a restart.
-        configuration.tokens.audience = oldConfiguration.tokens.audience
-        configuration.tokens.clockSkewSeconds = oldConfiguration.tokens.clockSkewSeconds
-        configuration.tokens.maxTokenLifetimeSeconds = oldConfiguration.tokens.maxTokenLifetimeSeconds
-        configuration.relayPort = oldConfiguration.relayPort
-        configuration.publicAddress = oldConfiguration.publicAddress
-        let restartOnly = Self.restartOnlyChanges(old: oldSettings, new: settings)
         if !restartOnly.isEmpty {
-            logger.warning("reload ignores keys that need a restart", metadata: ["keys": "\(restartOnly.joined(separator: ","))"])
+            logger.warning("reload did not apply keys that need a restart; they keep their running values",
+                           metadata: ["keys": "\(restartOnly.joined(separator: ","))"])
         }
         await server.reconfigure(configuration)
         if let newLevel = Logger.Level(rawValue: settings.logging.level) { level.value = newLevel }
-        current.withLock { $0 = (settings, configuration) }
+        current.withLock { $0 = (loader, settings, configuration) }
         logger.info("configuration reloaded", metadata: [
             "trusted_keys": "\(configuration.tokens.trustedKeys.count)",
             "blocklist": "\(configuration.blocklist.entries.count)",
         ])
     }
-
-    /// Sections whose change a reload cannot apply.
-    static func restartOnlyChanges(old: RelaySettings, new: RelaySettings) -> [String] {
-        var changed: [String] = []
-        if old.server != new.server { changed.append("server") }
-        if old.quic != new.quic { changed.append("quic") }
-        if old.auth.audience != new.auth.audience || old.auth.clockSkew != new.auth.clockSkew
-            || old.auth.maxTokenLifetime != new.auth.maxTokenLifetime { changed.append("auth") }
-        if old.security.acceptRate != new.security.acceptRate { changed.append("security.accept_rate") }
-        if old.limits.keepaliveInterval != new.limits.keepaliveInterval { changed.append("limits.keepalive_interval") }
-        if old.fallback != new.fallback { changed.append("fallback") }
-        if old.metricsListen != new.metricsListen { changed.append("metrics") }
-        if old.admin != new.admin { changed.append("admin") }
-        if old.redisURL != new.redisURL { changed.append("redis") }
-        if old.logging.format != new.logging.format { changed.append("logging.format") }
-        return changed
-    }
 }
 
 /// The configuration in force, shared between reloads.
 final class CurrentConfiguration: Sendable {
-    private let value: Mutex<(RelaySettings, RelayServerConfiguration)>
-    init(_ initial: (RelaySettings, RelayServerConfiguration)) { value = Mutex(initial) }
-    func withLock<T>(_ body: (inout (RelaySettings, RelayServerConfiguration)) -> T) -> T { value.withLock { body(&$0) } }
+    typealias Value = (loader: RelaySettingsLoader, settings: RelaySettings, configuration: RelayServerConfiguration)
+    private let value: Mutex<Value>
+    init(_ initial: Value) { value = Mutex(initial) }
+    func withLock<T>(_ body: (inout Value) -> T) -> T { value.withLock { body(&$0) } }
 }

@@ -24,6 +24,7 @@ final class RelayMetrics: Sendable {
     private let verifications: [String: CoreMetrics.Counter]
     private let duration: CoreMetrics.Recorder
     private let quotaUsage: CoreMetrics.Recorder
+    private let endedIDsForgotten: CoreMetrics.Counter
 
     static let verificationResults = ["ok", "invalid_token", "untrusted_key", "token_expired", "token_not_yet_valid", "wrong_audience", "revoked"]
 
@@ -49,6 +50,7 @@ final class RelayMetrics: Sendable {
         errors = Dictionary(uniqueKeysWithValues: RelayErrorCode.all.filter { $0 != .replaced }.map { ($0.name, counter("errors_total", [("code", $0.name)])) })
         verifications = Dictionary(uniqueKeysWithValues: Self.verificationResults.map { ($0, counter("token_verifications_total", [("result", $0)])) })
         duration = CoreMetrics.Recorder(label: "zrc_relay_allocation_duration_seconds", dimensions: [("region", region)], aggregate: true, factory: factory)
+        endedIDsForgotten = counter("ended_ids_forgotten_total")
         quotaUsage = CoreMetrics.Recorder(label: "zrc_relay_quota_usage_ratio", dimensions: [("region", region)], aggregate: true, factory: factory)
     }
 
@@ -69,6 +71,8 @@ final class RelayMetrics: Sendable {
             delta(now.rateLimitHits, previous.rateLimitHits, rateLimitHits)
             delta(now.errors, previous.errors, errors)
             delta(now.tokenVerifications, previous.tokenVerifications, verifications)
+            let forgotten = now.endedIDsForgotten &- previous.endedIDsForgotten
+            if forgotten > 0, forgotten < UInt64(Int64.max) { endedIDsForgotten.increment(by: Int64(forgotten)) }
             for (transport, gauge) in connections { gauge.record(now.connections[transport] ?? 0) }
             let ended = now.allocationsEnded.values.reduce(0, +)
             let endedBefore = previous.allocationsEnded.values.reduce(0, +)

@@ -25,10 +25,10 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup var options: ConfigOptions
 
     func run() async throws {
-        let (_, settings) = try options.load()
+        let (loader, settings) = try options.load(command: Self.self)
         let relayConfiguration: RelayServerConfiguration
         do {
-            relayConfiguration = try settings.relayConfiguration()
+            relayConfiguration = try StartChecks.run(settings)
         } catch {
             FileHandle.standardError.write(Data("zrc-relay: configuration error: \(error)\n".utf8))
             throw ExitCode(2)
@@ -39,15 +39,19 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let level = LogLevelBox(Logger.Level(rawValue: settings.logging.level) ?? .info)
         let logger = makeLogger(settings, level: level)
+        if !loader.ignoredEnvironmentNames.isEmpty {
+            logger.warning("ignored environment variables that are not settings (orchestrator service links or unknown sections)",
+                           metadata: ["names": "\(loader.ignoredEnvironmentNames.joined(separator: ","))"])
+        }
         do {
-            try await serve(settings, relayConfiguration, logger: logger, level: level)
+            try await serve(loader, settings, relayConfiguration, logger: logger, level: level)
         } catch {
             logger.critical("relay failed", metadata: ["error": "\(error)"])
             throw ExitCode(1)
         }
     }
 
-    private func serve(_ settings: RelaySettings, _ relayConfiguration: RelayServerConfiguration, logger: Logger,
+    private func serve(_ loader: RelaySettingsLoader, _ settings: RelaySettings, _ relayConfiguration: RelayServerConfiguration, logger: Logger,
                        level: LogLevelBox) async throws {
         let certPath = settings.server.certificatePath
         let keyPath = settings.server.keyPath
@@ -79,7 +83,7 @@ struct ServeCommand: AsyncParsableCommand {
             configuration: .init(
                 services: [
                     .init(service: http),
-                    .init(service: ConfigReloadService(options: options, settings: settings, configuration: relayConfiguration,
+                    .init(service: ConfigReloadService(options: options, loader: loader, settings: settings, configuration: relayConfiguration,
                                                        server: server, level: level, logger: logger)),
                     .init(service: RelayService(server: server, logger: logger, fallback: settings.fallbackConfiguration)),
                 ],

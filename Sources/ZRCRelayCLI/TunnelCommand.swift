@@ -125,8 +125,12 @@ struct TunnelCommand: AsyncParsableCommand {
             configuration.token = token
             let client = TunnelClient(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
             do {
-                let reason = try await client.run()
-                logger.info("tunnel server closed the connection; exiting", metadata: ["reason": "\(reason)"])
+                switch try await client.run() {
+                case .replaced:
+                    logger.notice("replaced by a newer client; exiting")
+                case .serverClosed(let reason):
+                    logger.info("tunnel server closed the connection; exiting", metadata: ["reason": "\(reason)"])
+                }
             } catch let error as TunnelError {
                 logger.error("\(error.description)")
                 throw ExitCode(1)

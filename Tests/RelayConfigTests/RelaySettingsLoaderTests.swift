@@ -98,10 +98,12 @@ import Testing
     @Test func unknownKeysAreRejectedInEveryLayer() {
         #expect(error(file: "[limits]\nmax_alocations = 5\n") == ConfigError(key: "limits.max_alocations", problem: "unknown key"))
         #expect(error(file: "[limitz]\nx = 1\n") == ConfigError(key: "limitz", problem: "unknown section"))
-        #expect(error(flags: ["--limits.bogus", "1"]) == ConfigError(key: "limits.bogus", problem: "unknown key"))
-        #expect(error(env: ["ZRC_RELAY_NOPE": "1"])?.key == "ZRC_RELAY_NOPE")
+        #expect(error(flags: ["--limits.bogus", "1"]) == ConfigError(key: "--limits.bogus", problem: "unknown option", isUsageError: true))
+        #expect(error(env: ["ZRC_RELAY_LIMITS_NOPE": "1"])?.key == "ZRC_RELAY_LIMITS_NOPE")
+        #expect(error(env: ["ZRC_RELAY_NOPE": "1"]) == nil)  // outside every section: ignored with a warning
         #expect(error(flags: ["stray"])?.key == "stray")
-        #expect(error(flags: ["--limits.max-allocations"]) == ConfigError(key: "limits.max-allocations", problem: "missing value"))
+        #expect(error(flags: ["--limits.max-allocations"])
+                == ConfigError(key: "--limits.max-allocations", problem: "missing value", isUsageError: true))
     }
 
     @Test func badValuesNameTheKey() {
@@ -135,17 +137,82 @@ import Testing
 
     @Test func inconsistentSettingsAreRefused() {
         #expect(error(flags: ["--limits.keepalive-interval", "40s"])?.key == "limits.keepalive_interval")
-        #expect(error(flags: ["--admin.enabled", "true"])?.key == "admin.token")
         #expect(error(flags: ["--limits.max-allocations", "0"])?.key == "limits.max_allocations")
-        #expect(error(flags: ["--admin.enabled", "true", "--admin.token", "s3cret"]) == nil)
+        #expect(error(flags: ["--quic.max-idle-timeout", "0"])?.key == "quic.max_idle_timeout")
+    }
+
+    /// Keys of the contract this build does not implement are refused by name (DESIGN §2 v3).
+    @Test func unimplementedKeysAreRefusedByName() {
+        #expect(error(flags: ["--admin.enabled", "true"])?.key == "admin.enabled")
+        #expect(error(flags: ["--admin.enabled", "false"]) == nil)
+        #expect(error(flags: ["--fallback.websocket", "false"]) == nil)
+        for (key, value) in [("admin.token", "s3cret-s3cret"), ("redis.url", "redis://:pw@host"), ("fallback.websocket", "true"),
+                             ("fallback.extra-listen", "0.0.0.0:443"), ("auth.revocations-file", "/tmp/r"),
+                             ("redis.key-prefix", "zz-prefix:"), ("admin.unix-socket", "/tmp/a.sock")] {
+            let e = error(flags: ["--\(key)", value])
+            #expect(e?.key == String(key.map { $0 == "-" ? "_" : $0 }), "\(key)")
+            #expect(e.map { !$0.description.contains(value) } == true, "\(key) echoes its value")
+        }
+        #expect(error(env: ["ZRC_RELAY_REDIS_URL": "redis://x"])?.key == "redis.url")
+        #expect(error(file: "[admin]\nlisten = \"127.0.0.1:1\"\n")?.key == "admin.listen")
     }
 
     @Test func effectiveLinesRedactSecrets() throws {
-        let loader = try RelaySettingsLoader(fileText: nil, environment: [:], flags: ["--admin.token", "s3cret", "--redis.url", "redis://:pw@host"])
+        let loader = try RelaySettingsLoader(fileText: nil, environment: [:], flags: [])
         let lines = loader.effectiveLines()
-        #expect(!lines.joined().contains("s3cret"))
-        #expect(!lines.joined().contains("pw@host"))
-        #expect(lines.contains("admin.token = \"<redacted>\"  # flag"))
         #expect(lines.contains("server.listen_port = \"4433\"  # default"))
+        #expect(Defaults.byName["admin.token"]?.isSecret == true && Defaults.byName["redis.url"]?.isSecret == true)
+    }
+}
+
+@Suite struct RelaySettingsV3Tests {
+    func load(env: [String: String] = [:], flags: [String] = [], file: String? = nil) throws(ConfigError) -> RelaySettingsLoader {
+        try RelaySettingsLoader(fileText: file, fileName: "test.toml", environment: env, flags: flags)
+    }
+
+    @Test func paidTierIsFourTimesTheEffectiveFreeTier() throws {
+        let s = try load(file: "[tiers.free]\nbandwidth_limit = \"3Mbps\"\nquota = \"1GB\"\n").settings()
+        #expect(s.paidTier == .init(bandwidthBitsPerSecond: 12_000_000, quotaBytes: 4_000_000_000))
+    }
+
+    @Test func orchestratorVariablesAreIgnoredAndListed() throws {
+        let env = [
+            "ZRC_RELAY_SERVICE_HOST": "10.0.0.1", "ZRC_RELAY_SERVICE_PORT": "4433", "ZRC_RELAY_PORT": "udp://10.0.0.1:4433",
+            "ZRC_RELAY_PORT_4433_UDP": "udp://10.0.0.1:4433", "ZRC_RELAY_PORT_4433_UDP_ADDR": "10.0.0.1",
+            "ZRC_RELAY_PORT_4433_UDP_PORT": "4433", "ZRC_RELAY_PORT_4433_UDP_PROTO": "udp",
+            "ZRC_RELAY_METRICS_PORT": "tcp://10.0.0.2:9464", "ZRC_RELAY_METRICS_SERVICE_HOST": "10.0.0.2",
+            "ZRC_RELAY_METRICS_PORT_9464_TCP_ADDR": "10.0.0.2", "ZRC_RELAY_SOMETHING_ELSE": "x",
+            "ZRC_RELAY_LIMITS_MAX_ALLOCATIONS": "50",
+        ]
+        let loader = try load(env: env)
+        #expect(try loader.settings().limits.maxAllocations == 50)
+        #expect(loader.ignoredEnvironmentNames.count == env.count - 1)
+        #expect(!loader.ignoredEnvironmentNames.contains("ZRC_RELAY_LIMITS_MAX_ALLOCATIONS"))
+    }
+
+    @Test func aTypoInsideASectionIsAnError() {
+        #expect(throws: ConfigError.self) { try load(env: ["ZRC_RELAY_LIMITS_MAX_ALOCATIONS": "5"]) }
+    }
+
+    @Test func anEmptyEnvironmentValueMeansUnset() throws {
+        let s = try load(env: ["ZRC_RELAY_LIMITS_MAX_ALLOCATIONS": ""]).settings()
+        #expect(s.limits.maxAllocations == 1000)
+    }
+
+    @Test func unknownFlagsAndMissingValuesAreUsageErrors() {
+        for flags in [["--frobnicate"], ["--frobnicate", "x"], ["--limits.max-allocations"], ["stray"]] {
+            do {
+                _ = try load(flags: flags)
+                Issue.record("\(flags) accepted")
+            } catch {
+                #expect(error.isUsageError, "\(flags)")
+            }
+        }
+        do {
+            _ = try load(flags: ["--limits.max-allocations", "many"]).settings()
+            Issue.record("bad value accepted")
+        } catch {
+            #expect(!error.isUsageError)
+        }
     }
 }

@@ -262,3 +262,38 @@ import Testing
         #expect(t.snapshot(of: Fixture.allocation, now: .seconds(3))?.age == .seconds(3))
     }
 }
+
+@Suite struct EndedAllocationsTests {
+    func id(_ n: UInt64) -> AllocationID { AllocationID(high: 0xE, low: n) }
+
+    @Test func remembersUntilExpiryAndForgetsTheOldestBeyondCapacity() {
+        var e = EndedAllocations(capacity: 3)
+        for n in UInt64(1)...5 { e.insert(id(n), until: 1000 + n) }
+        #expect(e.count == 3)
+        #expect(e.forgottenCount == 2)
+        #expect(!e.remembers(id(1)) && !e.remembers(id(2)))
+        let fresh = e.contains(id(3), nowUnix: 900)
+        #expect(fresh)
+        let expired = e.contains(id(3), nowUnix: 1003)
+        #expect(!expired)
+        e.forgetExpired(nowUnix: 1005)
+        #expect(e.count == 0)
+    }
+
+    @Test func anIdEndedAgainIsKeptAsTheNewest() {
+        var e = EndedAllocations(capacity: 2)
+        e.insert(id(1), until: 100)
+        e.insert(id(2), until: 100)
+        e.insert(id(1), until: 200)  // ends again: now the newest, with the later expiry
+        e.insert(id(3), until: 100)
+        #expect(e.remembers(id(1)) && e.remembers(id(3)) && !e.remembers(id(2)))
+        let kept = e.contains(id(1), nowUnix: 150)
+        #expect(kept)
+    }
+
+    @Test func memoryStaysBoundedUnderChurn() {
+        var e = EndedAllocations(capacity: 100)
+        for n in 0..<100_000 { e.insert(id(UInt64(n % 300)), until: UInt64(n)) }
+        #expect(e.count <= 100)
+    }
+}

@@ -63,3 +63,31 @@ import Testing
         #expect(v.verify(Fixture.token().bytes, nowUnix: Fixture.now) == .rejected(.untrustedKey))
     }
 }
+
+@Suite struct TokenTierByteTests {
+    /// A token whose tier byte is `tier`, signed by `key` (so only the tier is odd).
+    func token(tier: UInt8, key: Curve25519.Signing.PrivateKey) -> [UInt8] {
+        var body = Array(Fixture.token(key: key).bytes.prefix(130))
+        body[113] = tier
+        let signature = (try? key.signature(for: Array("ZRC-RELAY-TOKEN-V1".utf8) + body)).map { Array($0) } ?? []
+        return body + signature
+    }
+
+    @Test func theTierByteIsJudgedAfterTrustAndSignature() {
+        var v = TokenVerifier(configuration: .init(trustedKeys: [Fixture.signer], audience: nil, clockSkewSeconds: 30,
+                                                   maxTokenLifetimeSeconds: 86_400))
+        // An untrusted signer is untrusted_key whatever its tier byte says.
+        #expect(v.verify(token(tier: 7, key: Fixture.otherKey), nowUnix: Fixture.now) == .rejected(.untrustedKey))
+        // A forged signature is invalid_token before the tier is looked at.
+        var forged = token(tier: 1, key: Fixture.deviceKey)
+        forged[140] ^= 1
+        #expect(v.verify(forged, nowUnix: Fixture.now) == .rejected(.invalidToken))
+        // A trusted, well-signed token with an unknown tier is invalid_token.
+        #expect(v.verify(token(tier: 3, key: Fixture.deviceKey), nowUnix: Fixture.now) == .rejected(.invalidToken))
+        if case .valid(let t) = v.verify(token(tier: 1, key: Fixture.deviceKey), nowUnix: Fixture.now) {
+            #expect(t.tier == .paid)
+        } else {
+            Issue.record("tier 1 must verify")
+        }
+    }
+}

@@ -32,13 +32,16 @@ def test_help_and_bad_flags_exit_2():
 
 
 def test_config_check_valid_and_invalid(tmp_path):
-    r = zrc("config", "check", "--limits.max-allocations", "5", "--admin.token", "s3cret", cwd=tmp_path)
+    r = zrc("config", "check", "--limits.max-allocations", "5", cwd=tmp_path)
     assert r.returncode == 0
     assert 'limits.max_allocations = "5"  # flag' in r.stdout
-    assert "s3cret" not in r.stdout
+    # A key of the contract this build does not implement is refused by name, its secret unprinted.
+    r = zrc("config", "check", "--admin.token", "s3cret-s3cret-s3cret", cwd=tmp_path)
+    assert r.returncode == 2 and "admin.token" in r.stderr and "s3cret" not in r.stderr + r.stdout
+    r = zrc("config", "check", "--redis.url", "redis://u:pw@h:6379/0", cwd=tmp_path)
+    assert r.returncode == 2 and "redis.url" in r.stderr and "pw@h" not in r.stderr + r.stdout
     cases = [
         (["--limits.max-allocations", "many"], "limits.max_allocations"),
-        (["--limits.nope", "1"], "limits.nope"),
         (["--quic.retry", "sometimes"], "quic.retry"),
         (["--limits.keepalive-interval", "60s"], "limits.keepalive_interval"),
     ]
@@ -251,3 +254,41 @@ def test_port_in_use_is_one_line_exit_1(tmp_path):
     finally:
         tcp.close()
     assert r.returncode == 1 and "metrics.listen" in r.stderr and "in use" in r.stderr
+
+
+def test_unknown_flag_or_missing_value_prints_usage_exit_2(tmp_path):
+    """DESIGN §2 v3: an unknown flag or a missing argument prints the usage and exits 2."""
+    for args in (["serve", "--frobnicate"], ["serve", "--limits.nope", "1"], ["config", "check", "--limits.max-allocations"],
+                 ["serve", "stray"]):
+        r = zrc(*args, cwd=tmp_path)
+        assert r.returncode == 2, args
+        assert "USAGE" in r.stderr.upper(), (args, r.stderr)
+
+
+def test_kubernetes_service_links_are_ignored_with_one_warning(tmp_path):
+    """DESIGN §2 v3: orchestrator-made ZRC_RELAY_* names do not stop the relay; a typo in a section does."""
+    env = {"ZRC_RELAY_SERVICE_HOST": "10.0.0.1", "ZRC_RELAY_PORT": "udp://10.0.0.1:4433",
+           "ZRC_RELAY_PORT_4433_UDP_ADDR": "10.0.0.1", "ZRC_RELAY_METRICS_PORT": "tcp://10.0.0.2:9464",
+           "ZRC_RELAY_METRICS_SERVICE_PORT": "9464", "ZRC_RELAY_LIMITS_MAX_ALLOCATIONS": "50", "ZRC_RELAY_LOGGING_LEVEL": ""}
+    r = zrc("config", "check", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert 'limits.max_allocations = "50"  # environment' in r.stdout
+    assert "ZRC_RELAY_SERVICE_HOST" in r.stdout and "10.0.0.1" not in r.stdout
+    assert 'logging.level = "info"  # default' in r.stdout
+    r = zrc("config", "check", cwd=tmp_path, env={"ZRC_RELAY_LIMITS_MAX_ALOCATIONS": "5"})
+    assert r.returncode == 2 and "ZRC_RELAY_LIMITS_MAX_ALOCATIONS" in r.stderr
+
+
+def test_config_check_runs_the_checks_serve_runs(tmp_path):
+    """DESIGN §2 v3: a bad trusted key, CIDR, block-list file line or certificate fails config check (exit 2)."""
+    cases = [
+        (["--auth.trusted-keys", "not-a-key"], "auth.trusted_keys"),
+        (["--security.blocklist", "10.0.0.0/33"], "security.blocklist"),
+        (["--server.quic-cert-path", str(tmp_path / "missing.crt"), "--server.quic-key-path", str(tmp_path / "missing.key")],
+         "server.quic_cert_path"),
+    ]
+    (tmp_path / "block.txt").write_text("10.0.0.0/8\nnonsense\n")
+    cases.append((["--security.blocklist-file", str(tmp_path / "block.txt")], "block.txt:2"))
+    for args, needle in cases:
+        r = zrc("config", "check", *args, cwd=tmp_path)
+        assert r.returncode == 2 and needle in r.stderr, (args, r.stderr)

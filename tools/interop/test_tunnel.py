@@ -219,9 +219,11 @@ def test_token_is_required_and_most_recent_client_wins(ports, procs):
           "--token", "s3cret")
     wait_until_served(ports["public"], tag=b"two")
     assert get(ports["public"], 3) == (200, expected(3, b"two"))
-    assert first.alive()
+    # DESIGN §9 v3: the superseded client is told REPLACED, logs it and exits 0.
+    code, out = first.wait()
+    assert code == 0 and "replaced by a newer client" in out, out
     # The current client's control connection is lost: the reference is cleared and public
-    # connections are refused (the older client is not promoted) until a client connects.
+    # connections are refused until a client connects.
     second = procs[-1]
     second.p.kill()
     second.wait()
@@ -229,7 +231,6 @@ def test_token_is_required_and_most_recent_client_wins(ports, procs):
     while time.time() < deadline and not public_connection_is_closed_at_once(ports["public"]):
         time.sleep(0.1)
     assert public_connection_is_closed_at_once(ports["public"])
-    assert first.alive()
     start(procs, "client", "--server", f"127.0.0.1:{ports['control']}", "--local-port", str(ports["local"]),
           "--token", "s3cret")
     wait_until_served(ports["public"], tag=b"one")
