@@ -55,13 +55,19 @@ extension RelayServer {
             countTokenVerification("ok")
         case .rejected(let code):
             countTokenVerification(code.name)
-            state.logger.notice("token refused", metadata: ["zrc.error.code": "\(code.name)"])
+            if case .log(let suppressed) = refusalLogThrottle.record(IPRateLimiter.sourceKey(state.remote.addressBytes), now: now) {
+                state.logger.notice("token refused", metadata: ["zrc.error.code": "\(code.name)", "suppressed": "\(suppressed)"])
+            }
         }
         return result
     }
 
     private func refuse(_ handle: ConnectionHandle, _ code: RelayErrorCode, _ reason: String, _ state: ConnectionState) {
-        state.logger.info("allocation refused", metadata: ["zrc.error.code": "\(code.name)"])
+        // One line per source and second at most (with a count): a refused client retrying
+        // in a loop must not flood the log.
+        if case .log(let suppressed) = refusalLogThrottle.record(IPRateLimiter.sourceKey(state.remote.addressBytes), now: now) {
+            state.logger.info("allocation refused", metadata: ["zrc.error.code": "\(code.name)", "suppressed": "\(suppressed)"])
+        }
         perform(table.refuse(handle, code, reason))
     }
 

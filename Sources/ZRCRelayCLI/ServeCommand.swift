@@ -51,8 +51,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
     }
 
-    private func serve(_ loader: RelaySettingsLoader, _ settings: RelaySettings, _ relayConfiguration: RelayServerConfiguration, logger: Logger,
-                       level: LogLevelBox) async throws {
+    private func serve(_ loader: RelaySettingsLoader, _ settings: RelaySettings, _ checkedConfiguration: RelayServerConfiguration,
+                       logger: Logger, level: LogLevelBox) async throws {
+        var relayConfiguration = checkedConfiguration
         let certPath = settings.server.certificatePath
         let keyPath = settings.server.keyPath
         let fm = FileManager.default
@@ -61,6 +62,19 @@ struct ServeCommand: AsyncParsableCommand {
            !fm.fileExists(atPath: certPath), !fm.fileExists(atPath: keyPath) {
             try DevCertificate.generate(certificatePath: certPath, keyPath: keyPath)
             logger.notice("generated a self-signed development certificate", metadata: ["cert": "\(certPath)", "key": "\(keyPath)"])
+            let deviceKeyPath = DevDeviceKey.path(besideCertificate: certPath)
+            try DevDeviceKey.create(at: deviceKeyPath)
+            logger.notice("generated a development device key", metadata: ["key": "\(deviceKeyPath)"])
+        }
+        if let developer = StartChecks.developmentSigner(settings) {
+            relayConfiguration.tokens.trustedKeys.insert(developer)
+            let deviceKeyPath = DevDeviceKey.path(besideCertificate: certPath)
+            let host = ["0.0.0.0", "::"].contains(settings.server.listenAddress) ? "127.0.0.1" : settings.server.listenAddress
+            let relay = host.contains(":") ? "[\(host)]:\(settings.server.listenPort)" : "\(host):\(settings.server.listenPort)"
+            let command = "\(CommandLine.arguments.first ?? "zrc-relay") client ping --relay \(relay) --key \(deviceKeyPath)"
+            logger.warning("development mode: trusting the development device key (no trusted keys configured)",
+                           metadata: ["key": "\(deviceKeyPath)", "try": "\(command)"])
+            FileHandle.standardError.write(Data("\nzrc-relay development relay. Relay a ping through it with:\n  \(command)\n\n".utf8))
         }
         guard let bindAddress = SocketAddress(ipAddress: settings.server.listenAddress, port: settings.server.listenPort) else {
             throw CLIError("server.listen_addr: '\(settings.server.listenAddress)' is not an IP address")

@@ -1,5 +1,6 @@
 import Foundation
 import RelayConfig
+import RelayCore
 import RelayServer
 import X509
 
@@ -8,9 +9,21 @@ import X509
 enum StartChecks {
     /// The relay's rules (trusted keys, CIDRs, key and block-list files) and the certificate.
     static func run(_ settings: RelaySettings) throws(ConfigError) -> RelayServerConfiguration {
-        let configuration = try settings.relayConfiguration()
+        var configuration = try settings.relayConfiguration()
         try checkCertificate(settings)
+        if let developer = developmentSigner(settings) { configuration.tokens.trustedKeys.insert(developer) }
         return configuration
+    }
+
+    /// The development device key (`certs/dev-device.key`, written with the development
+    /// certificate by the first `make run`), trusted only while the relay runs on the default
+    /// certificate paths with no trusted keys configured.
+    static func developmentSigner(_ settings: RelaySettings) -> SignerKey? {
+        guard settings.auth.trustedKeys.isEmpty, settings.auth.trustedKeysFile == nil,
+              settings.server.certificatePath == Defaults.byName["server.quic_cert_path"]?.defaultValue,
+              settings.server.keyPath == Defaults.byName["server.quic_key_path"]?.defaultValue
+        else { return nil }
+        return DevDeviceKey.signer(at: DevDeviceKey.path(besideCertificate: settings.server.certificatePath))
     }
 
     /// Whether `serve` will generate the development certificate (both default paths, both absent).
