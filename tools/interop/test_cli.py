@@ -292,3 +292,29 @@ def test_config_check_runs_the_checks_serve_runs(tmp_path):
     for args, needle in cases:
         r = zrc("config", "check", *args, cwd=tmp_path)
         assert r.returncode == 2 and needle in r.stderr, (args, r.stderr)
+
+
+def test_make_run_development_key_relays_a_ping(tmp_path):
+    """The first dev run writes certs/dev-device.key, trusts it, and prints the one ping command."""
+    import shlex
+    from conftest import free_port
+    port, mport = free_port(), free_port()
+    proc = subprocess.Popen([relay_binary(), "serve", "--server.listen-addr", "127.0.0.1", "--server.listen-port", str(port),
+                             "--metrics.listen", f"127.0.0.1:{mport}"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        command = None
+        deadline = time.time() + 20
+        while time.time() < deadline and command is None:
+            line = proc.stderr.readline()
+            if "client ping" in line and not line.lstrip().startswith("{"):
+                command = line.strip()
+        assert command, "no ping command printed"
+        assert (tmp_path / "certs" / "dev-device.key").exists()
+        assert stat.S_IMODE(os.stat(tmp_path / "certs" / "dev-device.key").st_mode) == 0o600
+        args = shlex.split(command)
+        r = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and "received 100" in r.stdout, r.stdout + r.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(40)
