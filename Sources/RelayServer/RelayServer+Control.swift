@@ -71,11 +71,11 @@ extension RelayServer {
         perform(table.refuse(handle, code, reason))
     }
 
-    /// `server.public_addr`, else the name the client asked for (SNI), else the local address
-    /// the kernel uses toward the client.
+    /// `server.public_addr`, else the local IP address of the relay towards the client (the
+    /// bound address, or with a wildcard bind the address the kernel routes the client's
+    /// packets through) — never the TLS server name (DESIGN §2 v3).
     func relayAddress(for connection: QUICConnection) -> String {
         if let configured = configuration.publicAddress { return configured }
-        if let name = connection.requestedServerName, !name.isEmpty { return name }
         let bound = endpoint.localAddress
         switch bound.host {
         case .v4(0, 0, 0, 0): break

@@ -235,3 +235,22 @@ def test_allocation_expiry(relay):
         await a.expect_error("allocation_expired", timeout=6)
         await b.expect_error("allocation_expired", timeout=6)
     run(go())
+
+
+def test_relay_addr_is_an_ip_address_never_the_server_name(relay_factory):
+    """DESIGN §2 v3: relay_addr is server.public_addr, else the relay's local IP towards the
+    client; a client that dialled with SNI "localhost" is not told "localhost"."""
+    wildcard = relay_factory("--server.listen-addr", "0.0.0.0")
+    public = relay_factory("--server.public-addr", "relay.example.net")
+
+    async def addr(relay):
+        alloc, pa, pb = ids()
+        p = await Peer.open("127.0.0.1", relay.port)  # the peer's configuration sends SNI "localhost"
+        try:
+            await p.allocate(pa, relay.key.mint(alloc, pa, pb))
+            return (await p.next_frame("ALLOCATED")).fields["relay_addr"]
+        finally:
+            await close_all(p)
+
+    assert run(addr(wildcard)) == "127.0.0.1"
+    assert run(addr(public)) == "relay.example.net"
