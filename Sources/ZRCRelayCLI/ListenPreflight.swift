@@ -39,26 +39,21 @@ enum ListenPreflight {
 
     private static func bindProblem(_ listener: Listener) -> String? {
         var storage = sockaddr_storage()
+        /// Copies a concrete socket address into `storage`; returns its length.
+        func store<Address>(_ address: Address) -> socklen_t {
+            withUnsafeBytes(of: address) { raw in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: raw) } }
+            return socklen_t(MemoryLayout<Address>.size)
+        }
         let length: socklen_t
         let family: Int32
         var v4 = in_addr()
         var v6 = in6_addr()
         if inet_pton(AF_INET, listener.host, &v4) == 1 {
             family = AF_INET
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = listener.port.bigEndian
-            address.sin_addr = v4
-            withUnsafeBytes(of: address) { raw in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: raw) } }
-            length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            length = store(sockaddr_in(sin_family: sa_family_t(AF_INET), sin_port: listener.port.bigEndian, sin_addr: v4, sin_zero: (0, 0, 0, 0, 0, 0, 0, 0)))
         } else if inet_pton(AF_INET6, listener.host.trimmingBrackets, &v6) == 1 {
             family = AF_INET6
-            var address = sockaddr_in6()
-            address.sin6_family = sa_family_t(AF_INET6)
-            address.sin6_port = listener.port.bigEndian
-            address.sin6_addr = v6
-            withUnsafeBytes(of: address) { raw in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: raw) } }
-            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            length = store(sockaddr_in6(sin6_family: sa_family_t(AF_INET6), sin6_port: listener.port.bigEndian, sin6_flowinfo: 0, sin6_addr: v6, sin6_scope_id: 0))
         } else {
             return nil  // a host name: the service reports what its resolver says
         }

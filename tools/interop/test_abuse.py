@@ -17,6 +17,7 @@ import socket
 import subprocess
 import threading
 import time
+from typing import Optional
 
 import pytest
 
@@ -599,28 +600,16 @@ async def yamux_without_allocate(port: int, within: float):
         await client.close()
 
 
-async def quic_partial_frame(port: int, within: float):
-    """QUIC, control stream opened with 2 bytes of a frame header, then silence."""
+async def quic_idle(port: int, within: float, control: Optional[bytes] = None):
+    """QUIC handshake, then `control` on the control stream (2 bytes of a frame header, say) or,
+    with None, nothing at all: no control stream. Returns when the relay closed it, or None.
+    (Without a control stream the relay cannot write an ERROR and must close at once rather than
+    wait for one: a server-side close with unsendable control data once spun its loop forever.)"""
     start = time.monotonic()
     peer = await Peer.open(HOST, port)
     try:
-        peer.send_control(b"\x01\x00")
-        try:
-            await asyncio.wait_for(peer.protocol.closed.wait(), max(0.01, start + within - time.monotonic()))
-            return time.monotonic() - start
-        except asyncio.TimeoutError:
-            return None
-    finally:
-        await close_peers(peer)
-
-
-async def quic_silent(port: int, within: float):
-    """QUIC handshake, then nothing at all: no control stream. The relay cannot write an ERROR
-    on a stream the client never opened, so it must close at once rather than wait for one
-    (a server-side close with unsendable control data once spun the relay's loop forever)."""
-    start = time.monotonic()
-    peer = await Peer.open(HOST, port)
-    try:
+        if control is not None:
+            peer.send_control(control)
         try:
             await asyncio.wait_for(peer.protocol.closed.wait(), max(0.01, start + within - time.monotonic()))
             return time.monotonic() - start
@@ -650,8 +639,8 @@ def test_slow_and_idle_connections_are_closed(relay_factory):
             checks = {
                 "(a) silent TCP on the TLS fallback port": (silent_tcp(tls_relay.port, IDLE_CLOSE_WITHIN), IDLE_CLOSE_WITHIN),
                 "(b) TLS + yamux stream 1, no ALLOCATE": (yamux_without_allocate(tls_relay.port, IDLE_CLOSE_WITHIN), IDLE_CLOSE_WITHIN),
-                "(c) QUIC, 2 bytes of a control frame": (quic_partial_frame(tls_relay.port, IDLE_CLOSE_WITHIN), IDLE_CLOSE_WITHIN),
-                "(e) QUIC, no control stream at all": (quic_silent(tls_relay.port, IDLE_CLOSE_WITHIN), IDLE_CLOSE_WITHIN),
+                "(c) QUIC, 2 bytes of a control frame": (quic_idle(tls_relay.port, IDLE_CLOSE_WITHIN, b"\x01\x00"), IDLE_CLOSE_WITHIN),
+                "(e) QUIC, no control stream at all": (quic_idle(tls_relay.port, IDLE_CLOSE_WITHIN), IDLE_CLOSE_WITHIN),
                 "(d) silent TCP on the metrics port": (silent_tcp(tls_relay.metrics_port, METRICS_IDLE_CLOSE_WITHIN),
                                                        METRICS_IDLE_CLOSE_WITHIN),
             }
