@@ -61,8 +61,8 @@ for target in "${TARGETS[@]}"; do
     rm -rf "$corpus" && mv "$merged" "$corpus"
 
     last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
-    execs=$(grep -E 'stat::number_of_executed_units' "$log" | awk '{print $2}' || true)
-    rate=$(grep -E 'stat::average_exec_per_sec' "$log" | awk '{print $2}' || true)
+    execs=$(grep -E 'stat::number_of_executed_units' "$log" | awk 'END {print $2}' || true)
+    rate=$(grep -E 'stat::average_exec_per_sec' "$log" | awk 'END {print $2}' || true)
     echo "fuzz: $target: last status: $last"
     echo "fuzz: $target: executions ${execs:-?}, exec/s ${rate:-?}, corpus $(ls "$corpus" | wc -l) files" \
          "$(du -sb "$corpus" | cut -f1) bytes, crash files $(ls "$crashes" | wc -l)"
