@@ -91,7 +91,7 @@ public struct RelayTokenV1: Hashable, Sendable {
         var body: [UInt8] = [1]
         body += signer.bytes + audience + allocationID.bytes + peerA.bytes + peerB.bytes
         body += Self.bytes(issuedAt) + Self.bytes(expiresAt)
-        body.append(tier.rawValue)
+        body.append(tierByte)  // as received: the signature covers the bytes that came
         body += Self.bytes(bandwidthBitsPerSecond) + Self.bytes(quotaBytes)
         return body
     }

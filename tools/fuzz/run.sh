@@ -25,12 +25,11 @@ fi
 # Same dependency versions as the main build.
 if [ -f Package.resolved ]; then cp Package.resolved "$SRC/tools/fuzz/Package.resolved"; fi
 
-# -DNDEBUG for C/C++: toml++ (in TOMLKit) asserts on some malformed TOML in debug builds
-# (README.md, "Known crashes"); without the asserts it runs as in a release build, where ASan
-# still catches any memory error that follows.
+# C and C++ keep their asserts: toml++ (in TOMLKit) asserts on some malformed TOML, which the
+# relay's TOMLGate now keeps from it, so an assert that fires here is a hole in the gate.
 start=$(date +%s)
 [ "${FUZZ_NO_BUILD:-0}" = 1 ] || $SWIFT build --package-path "$SRC/tools/fuzz" --scratch-path "$SCRATCH" -c "$FUZZ_CONFIG" \
-    -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xcc -DNDEBUG -Xcxx -DNDEBUG
+    -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library
 echo "fuzz: build took $(( $(date +%s) - start )) s"
 BIN=$SCRATCH/$FUZZ_CONFIG
 mkdir -p "$SCRATCH/logs"
