@@ -139,8 +139,10 @@ import Testing
         #expect(drained)
         #expect(await onLoop(pair.server) { $0.slabs.inUse } == 0)
         let growth = residentBytes() - baseline
-        // 900 connections would hold several MiB if anything leaked per connection.
-        #expect(growth < 4 * 1024 * 1024, "RSS grew by \(growth) bytes over 900 cycles")
+        // A leaked connection holds ~50 KB of ngtcp2 + GnuTLS state, so 900 leaks are ~45 MB.
+        // The bound leaves room for the other suites that run in this process at the same time
+        // (RSS is the whole process's): 4 MiB was crossed by their noise alone.
+        #expect(growth < 16 * 1024 * 1024, "RSS grew by \(growth) bytes over 900 cycles")
     }
 }
 
