@@ -43,7 +43,7 @@ final class TCPRelaySession: Sendable {
         if let tls {
             var configuration = TLSConfiguration.makeClientConfiguration()
             configuration.minimumTLSVersion = .tlsv13
-            configuration.applicationProtocols = ["zrc-relay/1"]
+            configuration.applicationProtocols = [FallbackWire.alpn]
             if let caPath = tls.caPath {
                 configuration.trustRoots = .file(caPath)
             } else {
@@ -79,8 +79,13 @@ final class TCPRelaySession: Sendable {
             throw error
         }
         guard let multiplexer = slot.withLockedValue({ $0 }) else { throw QUICTransportError.connectFailed }
+        // A new client session opens ids 1 and 3 in this order: exactly the wire's streams.
         let control = try await multiplexer.openStream().get()
         let datagrams = try await multiplexer.openStream().get()
+        guard control.id == FallbackWire.controlStreamID, datagrams.id == FallbackWire.datagramStreamID else {
+            multiplexer.close()
+            throw QUICTransportError.connectFailed
+        }
         let session = TCPRelaySession(multiplexer: multiplexer, control: control, datagrams: datagrams, channel: channel)
         session.wire(deliver)
         control.write(ByteBuffer(bytes: ControlFrameSerializer.encode(.allocate(peerID: peerID, token: token))))
@@ -122,10 +127,9 @@ final class TCPRelaySession: Sendable {
             let complete: [[UInt8]] = inbound.withLockedValue { inbound in
                 inbound.writeBuffer(&buffer)
                 var out: [[UInt8]] = []
-                while let length = inbound.getInteger(at: inbound.readerIndex, as: UInt16.self),
-                      inbound.readableBytes >= 2 + Int(length) {
+                while let size = FallbackWire.framedSize(in: inbound, at: inbound.readerIndex) {
                     inbound.moveReaderIndex(forwardBy: 2)
-                    out.append(inbound.readBytes(length: Int(length)) ?? [])
+                    out.append(inbound.readBytes(length: size - 2) ?? [])
                 }
                 inbound.discardReadBytes()
                 return out
@@ -143,10 +147,7 @@ final class TCPRelaySession: Sendable {
 
     /// Sends a datagram (dropped when it does not fit `u16`).
     func send(_ payload: [UInt8]) {
-        guard payload.count <= Int(UInt16.max) else { return }
-        var buffer = ByteBufferAllocator().buffer(capacity: 2 + payload.count)
-        buffer.writeInteger(UInt16(payload.count))
-        buffer.writeBytes(payload)
+        guard let buffer = payload.withUnsafeBytes({ FallbackWire.framedDatagram($0) }) else { return }
         datagrams.write(buffer)
     }
 
@@ -168,7 +169,7 @@ private final class HandshakeWatcher: ChannelInboundHandler, Sendable {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case TLSUserEvent.handshakeCompleted(let negotiated) = event {
-            if negotiated == "zrc-relay/1" {
+            if negotiated == FallbackWire.alpn {
                 promise.succeed(())
             } else {
                 promise.fail(RelayClientError.fallbackRefused("the relay did not agree on ALPN zrc-relay/1"))

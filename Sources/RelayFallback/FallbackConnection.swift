@@ -17,9 +17,6 @@ final class FallbackConnection: RelayPeerLink, @unchecked Sendable {
     // @unchecked Sendable: mutable state is confined to `eventLoop`; `queuedOutboundBytes`
     // is atomic; the rest is immutable.
 
-    /// Stream ids fixed by DESIGN §9 (client-opened, so odd).
-    static let controlStreamID: UInt32 = 1
-    static let datagramStreamID: UInt32 = 3
     /// Datagrams queued towards the client beyond this are dropped (`queue_full`), as QUIC
     /// drops what its send queue cannot take: a slow TCP reader loses datagrams, it never
     /// makes the relay buffer without bound.
@@ -90,11 +87,11 @@ final class FallbackConnection: RelayPeerLink, @unchecked Sendable {
 
     private func accept(_ stream: YamuxStreamChannel) -> Bool {
         switch stream.id {
-        case Self.controlStreamID where controlStream == nil:
+        case FallbackWire.controlStreamID where controlStream == nil:
             controlStream = stream
             stream.setEventHandler { [self] event in self.controlEvent(event, stream) }
             return true
-        case Self.datagramStreamID where datagramStream == nil:
+        case FallbackWire.datagramStreamID where datagramStream == nil:
             datagramStream = stream
             stream.setEventHandler { [self] event in self.datagramEvent(event, stream) }
             return true
@@ -146,11 +143,11 @@ final class FallbackConnection: RelayPeerLink, @unchecked Sendable {
         var batch: [[UInt8]] = []
         var sizes: [Int] = []
         var cursor = inbound.readerIndex
-        while batch.count < Self.batchSize, let length = inbound.getInteger(at: cursor, as: UInt16.self),
-              let payload = inbound.getBytes(at: cursor + 2, length: Int(length)) {
+        while batch.count < Self.batchSize, let size = FallbackWire.framedSize(in: inbound, at: cursor),
+              let payload = inbound.getBytes(at: cursor + 2, length: size - 2) {
             batch.append(payload)
-            sizes.append(2 + Int(length))
-            cursor += 2 + Int(length)
+            sizes.append(size)
+            cursor += size
         }
         guard !batch.isEmpty else { return }
         relayBusy = true
@@ -192,16 +189,13 @@ final class FallbackConnection: RelayPeerLink, @unchecked Sendable {
     }
 
     func sendDatagram(_ payload: UnsafeRawBufferPointer) -> Bool {
-        guard payload.count <= Int(UInt16.max) else { return false }
-        let size = 2 + payload.count
+        guard let buffer = FallbackWire.framedDatagram(payload) else { return false }
+        let size = buffer.readableBytes
         let queued = queuedOutboundBytes.add(size, ordering: .relaxed).newValue
         guard queued <= Self.outboundQueueLimit else {
             queuedOutboundBytes.subtract(size, ordering: .relaxed)
             return false
         }
-        var buffer = ByteBufferAllocator().buffer(capacity: size)
-        buffer.writeInteger(UInt16(payload.count))
-        buffer.writeBytes(payload)
         eventLoop.execute { [self] in
             guard let stream = self.datagramStream else {
                 self.queuedOutboundBytes.subtract(size, ordering: .relaxed)

@@ -4,6 +4,7 @@ import NIOPosix
 import NIOSSL
 import NIOTLS
 import QUICTransport
+import RelayCore
 import RelayServer
 import YamuxNIO
 
@@ -12,7 +13,7 @@ import YamuxNIO
 /// ``FallbackConnection`` of the same ``RelayServer`` as the QUIC clients.
 public final class FallbackListener: Sendable {
     /// The ALPN protocol a TLS client must offer.
-    public static let alpn = "zrc-relay/1"
+    public static let alpn = FallbackWire.alpn
 
     /// How the listener is set up.
     public struct Configuration: Sendable {

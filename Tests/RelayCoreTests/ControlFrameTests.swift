@@ -1,3 +1,4 @@
+import NIOCore
 import Testing
 @testable import RelayCore
 
@@ -118,5 +119,23 @@ import Testing
             try? p.append(bytes)
             while let _ = try? p.nextFrame() {}
         }
+    }
+}
+
+@Suite struct FallbackWireTests {
+    @Test func datagramsAreFramedAsLengthAndPayload() {
+        var buffer = ByteBuffer()
+        [UInt8]([7, 8, 9]).withUnsafeBytes { #expect(FallbackWire.writeDatagram($0, into: &buffer)) }
+        [UInt8]().withUnsafeBytes { #expect(FallbackWire.writeDatagram($0, into: &buffer)) }
+        #expect(Array(buffer.readableBytesView) == [0, 3, 7, 8, 9, 0, 0])
+        #expect(FallbackWire.framedSize(in: buffer, at: 0) == 5)
+        #expect(FallbackWire.framedSize(in: buffer, at: 5) == 2)
+        #expect(FallbackWire.framedSize(in: buffer, at: 7) == nil)
+        var partial = ByteBuffer(bytes: [0, 4, 1, 2, 3])
+        #expect(FallbackWire.framedSize(in: partial, at: 0) == nil)
+        partial.writeInteger(UInt8(4))
+        #expect(FallbackWire.framedSize(in: partial, at: 0) == 6)
+        let tooLong = [UInt8](repeating: 0, count: 65_536)
+        #expect(tooLong.withUnsafeBytes { FallbackWire.framedDatagram($0) } == nil)
     }
 }
