@@ -9,6 +9,24 @@ public struct RelayCounters: Sendable, Hashable {
     /// `rate_limit_hits_total{kind}`.
     public enum RateLimitKind: String, Sendable, CaseIterable { case connection, allocation, accept, blocked }
 
+    /// The `result` label of `token_verifications_total`: `ok` or the refusal's code name.
+    public enum TokenVerificationResult: Hashable, Sendable, CaseIterable {
+        case ok
+        case refused(RelayErrorCode)
+
+        /// Every result a verification can have (the refusal codes of DESIGN §3).
+        public static let allCases: [TokenVerificationResult] =
+            [.ok] + [RelayErrorCode.invalidToken, .untrustedKey, .tokenExpired, .tokenNotYetValid, .wrongAudience, .revoked].map { .refused($0) }
+
+        /// The label value.
+        public var label: String {
+            switch self {
+            case .ok: return "ok"
+            case .refused(let code): return code.name
+            }
+        }
+    }
+
     public var bytesForwarded: [Transport: UInt64] = [:]
     public var packetsForwarded: [Transport: UInt64] = [:]
     public var connections: [Transport: Int] = [:]
@@ -19,10 +37,10 @@ public struct RelayCounters: Sendable, Hashable {
     /// Ended allocation ids forgotten early because their memory was full.
     public var endedIDsForgotten: UInt64 = 0
     public var rateLimitHits: [RateLimitKind: UInt64] = [:]
-    /// ERROR frames sent and close codes used, by code name.
-    public var errors: [String: UInt64] = [:]
-    /// `ok` or the rejection code name.
-    public var tokenVerifications: [String: UInt64] = [:]
+    /// ERROR frames sent and close codes used, by code.
+    public var errors: [RelayErrorCode: UInt64] = [:]
+    /// Token verifications by result.
+    public var tokenVerifications: [TokenVerificationResult: UInt64] = [:]
     /// Ended allocations' durations (seconds) and quota usage ratios, for histograms.
     public var endedDurations: [Double] = []
     public var endedQuotaUsage: [Double] = []

@@ -52,9 +52,9 @@ extension RelayServer {
         let result = verifyToken(bytes)
         switch result {
         case .valid:
-            countTokenVerification("ok")
+            countTokenVerification(.ok)
         case .rejected(let code):
-            countTokenVerification(code.name)
+            countTokenVerification(.refused(code))
             if case .log(let suppressed) = refusalLogThrottle.record(IPRateLimiter.sourceKey(state.remote.addressBytes), now: now) {
                 state.logger.notice("token refused", metadata: ["zrc.error.code": "\(code.name)", "suppressed": "\(suppressed)"])
             }

@@ -169,8 +169,8 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
     func recordAllocationAttempt(_ address: [UInt8]) -> IPRateLimiter.Decision { allocationLimiter.record(address, now: now) }
     func countRateLimit(_ kind: RelayCounters.RateLimitKind) { counters.rateLimitHits[kind, default: 0] += 1 }
     func verifyToken(_ bytes: [UInt8]) -> TokenVerification { verifier.verify(bytes, nowUnix: nowUnix) }
-    func countTokenVerification(_ result: String) { counters.tokenVerifications[result, default: 0] += 1 }
-    func countError(_ code: RelayErrorCode) { counters.errors[code.name, default: 0] += 1 }
+    func countTokenVerification(_ result: RelayCounters.TokenVerificationResult) { counters.tokenVerifications[result, default: 0] += 1 }
+    func countError(_ code: RelayErrorCode) { counters.errors[code, default: 0] += 1 }
     func countCreated() { counters.allocationsCreated += 1 }
 
     func countEnded(_ outcome: AllocationOutcome, duration: Duration, usage: Double?) {

@@ -20,13 +20,12 @@ final class RelayMetrics: Sendable {
     private let dropped: [DropReason: CoreMetrics.Counter]
     private let connections: [RelayCounters.Transport: CoreMetrics.Gauge]
     private let rateLimitHits: [RelayCounters.RateLimitKind: CoreMetrics.Counter]
-    private let errors: [String: CoreMetrics.Counter]
-    private let verifications: [String: CoreMetrics.Counter]
+    private let errors: [RelayErrorCode: CoreMetrics.Counter]
+    private let verifications: [RelayCounters.TokenVerificationResult: CoreMetrics.Counter]
     private let duration: CoreMetrics.Recorder
     private let quotaUsage: CoreMetrics.Recorder
     private let endedIDsForgotten: CoreMetrics.Counter
 
-    static let verificationResults = ["ok", "invalid_token", "untrusted_key", "token_expired", "token_not_yet_valid", "wrong_audience", "revoked"]
 
     init(region: String) {
         self.region = region
@@ -47,8 +46,10 @@ final class RelayMetrics: Sendable {
         dropped = Dictionary(uniqueKeysWithValues: DropReason.allCases.map { ($0, counter("packets_dropped_total", [("reason", $0.rawValue)])) })
         connections = Dictionary(uniqueKeysWithValues: RelayCounters.Transport.allCases.map { ($0, gauge("connections", [("transport", $0.rawValue)])) })
         rateLimitHits = Dictionary(uniqueKeysWithValues: RelayCounters.RateLimitKind.allCases.map { ($0, counter("rate_limit_hits_total", [("kind", $0.rawValue)])) })
-        errors = Dictionary(uniqueKeysWithValues: RelayErrorCode.all.filter { $0 != .replaced }.map { ($0.name, counter("errors_total", [("code", $0.name)])) })
-        verifications = Dictionary(uniqueKeysWithValues: Self.verificationResults.map { ($0, counter("token_verifications_total", [("result", $0)])) })
+        errors = Dictionary(uniqueKeysWithValues: RelayErrorCode.all.filter { $0 != .replaced }.map { ($0, counter("errors_total", [("code", $0.name)])) })
+        verifications = Dictionary(uniqueKeysWithValues: RelayCounters.TokenVerificationResult.allCases.map {
+            ($0, counter("token_verifications_total", [("result", $0.label)]))
+        })
         duration = CoreMetrics.Recorder(label: "zrc_relay_allocation_duration_seconds", dimensions: [("region", region)], aggregate: true, factory: factory)
         endedIDsForgotten = counter("ended_ids_forgotten_total")
         quotaUsage = CoreMetrics.Recorder(label: "zrc_relay_quota_usage_ratio", dimensions: [("region", region)], aggregate: true, factory: factory)
