@@ -20,7 +20,7 @@ from aioquic.quic.crypto import CryptoPair
 from aioquic.quic.packet import pull_quic_header
 from prometheus_client.parser import text_string_to_metric_families
 
-from yamuxpeer import DATA, GO_AWAY, HEADER, INITIAL_WINDOW, PING, RST, SYN, ACK, WINDOW_UPDATE, FallbackPeer
+from yamuxpeer import DATA, GO_AWAY, HEADER, INITIAL_WINDOW, PING, RST, SYN, ACK, WINDOW_UPDATE, FallbackPeer, tls_client_context
 from zrcpeer import ALPN, Peer, client_configuration, random_id
 
 MB = 1024 * 1024
@@ -226,13 +226,7 @@ def window_flood_bytes(n: int, sid: int = 1) -> bytes:
 
 
 def tls_context(alpn: Optional[str] = ALPN) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.minimum_version = ssl.TLSVersion.TLSv1_3
-    if alpn:
-        context.set_alpn_protocols([alpn])
-    return context
+    return tls_client_context(alpn)
 
 
 _CLOSED_EVENTS = select.POLLRDHUP | select.POLLHUP | select.POLLERR | select.POLLNVAL

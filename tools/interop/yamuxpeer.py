@@ -20,6 +20,17 @@ INITIAL_WINDOW = 256 * 1024
 HEADER = struct.Struct(">BBHII")
 
 
+
+def tls_client_context(alpn=ALPN) -> ssl.SSLContext:
+    """TLS 1.3 client context for the relay's fallback (certificate not verified), offering `alpn`."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    if alpn:
+        context.set_alpn_protocols([alpn])
+    return context
+
 class _Stream:
     def __init__(self, sid):
         self.id = sid
@@ -45,14 +56,7 @@ class YamuxClient:
 
     @classmethod
     async def connect(cls, host, port, on_data, tls=True, alpn=ALPN):
-        context = None
-        if tls:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            context.minimum_version = ssl.TLSVersion.TLSv1_3
-            if alpn:
-                context.set_alpn_protocols([alpn])
+        context = tls_client_context(alpn) if tls else None
         reader, writer = await asyncio.open_connection(host, port, ssl=context)
         return cls(reader, writer, on_data)
 
