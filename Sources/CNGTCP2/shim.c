@@ -5,6 +5,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <netinet/udp.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include "CNGTCP2.h"
 
 #ifndef UDP_SEGMENT
@@ -27,20 +29,113 @@ int CNGTCP2_sendmmsg(int fd, CNGTCP2_mmsghdr *msgvec, unsigned int vlen, int fla
     return sendmmsg(fd, (struct mmsghdr *)msgvec, vlen, flags);
 }
 
-size_t CNGTCP2_gso_cmsg_space(void) {
-    return CMSG_SPACE(sizeof(uint16_t));
+size_t CNGTCP2_send_cmsg_space(void) {
+    return CMSG_SPACE(sizeof(uint16_t)) + CMSG_SPACE(sizeof(struct in6_pktinfo));
 }
 
-int CNGTCP2_set_gso_cmsg(struct msghdr *msg, uint16_t segment_size) {
-    if (msg->msg_control == NULL || msg->msg_controllen < CMSG_SPACE(sizeof(uint16_t))) {
-        return -1;
+void CNGTCP2_write_send_cmsgs(struct msghdr *msg, void *buffer, uint16_t segment_size, const struct sockaddr *source) {
+    size_t length = 0;
+    if (segment_size > 0) {
+        length += CMSG_SPACE(sizeof(uint16_t));
     }
-    msg->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+    if (source != NULL && source->sa_family == AF_INET) {
+        length += CMSG_SPACE(sizeof(struct in_pktinfo));
+    } else if (source != NULL && source->sa_family == AF_INET6) {
+        length += CMSG_SPACE(sizeof(struct in6_pktinfo));
+    } else {
+        source = NULL;
+    }
+    if (length == 0) {
+        msg->msg_control = NULL;
+        msg->msg_controllen = 0;
+        return;
+    }
+    memset(buffer, 0, length);
+    msg->msg_control = buffer;
+    msg->msg_controllen = length;
     struct cmsghdr *cm = CMSG_FIRSTHDR(msg);
-    cm->cmsg_level = SOL_UDP;
-    cm->cmsg_type = UDP_SEGMENT;
-    cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-    memcpy(CMSG_DATA(cm), &segment_size, sizeof(segment_size));
+    if (segment_size > 0) {
+        cm->cmsg_level = SOL_UDP;
+        cm->cmsg_type = UDP_SEGMENT;
+        cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        memcpy(CMSG_DATA(cm), &segment_size, sizeof(segment_size));
+        cm = CMSG_NXTHDR(msg, cm);
+    }
+    if (source != NULL && cm != NULL) {
+        if (source->sa_family == AF_INET) {
+            struct in_pktinfo info;
+            memset(&info, 0, sizeof(info));
+            info.ipi_spec_dst = ((const struct sockaddr_in *)source)->sin_addr;
+            cm->cmsg_level = IPPROTO_IP;
+            cm->cmsg_type = IP_PKTINFO;
+            cm->cmsg_len = CMSG_LEN(sizeof(info));
+            memcpy(CMSG_DATA(cm), &info, sizeof(info));
+        } else {
+            const struct sockaddr_in6 *source6 = (const struct sockaddr_in6 *)source;
+            struct in6_pktinfo info;
+            memset(&info, 0, sizeof(info));
+            info.ipi6_addr = source6->sin6_addr;
+            info.ipi6_ifindex = source6->sin6_scope_id;
+            cm->cmsg_level = IPPROTO_IPV6;
+            cm->cmsg_type = IPV6_PKTINFO;
+            cm->cmsg_len = CMSG_LEN(sizeof(info));
+            memcpy(CMSG_DATA(cm), &info, sizeof(info));
+        }
+    }
+}
+
+size_t CNGTCP2_receive_cmsg_space(void) {
+    // Room for both kinds, and for a cmsg the kernel may add that we do not read.
+    return CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct in_pktinfo)) + 64;
+}
+
+int CNGTCP2_enable_destination_address(int fd, int family) {
+    int one = 1;
+    if (family == AF_INET) {
+        return setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+    }
+    return setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one));
+}
+
+socklen_t CNGTCP2_read_destination_address(const struct msghdr *msg, int family, uint16_t port, struct sockaddr_storage *out) {
+    if (msg->msg_control == NULL || msg->msg_controllen < sizeof(struct cmsghdr)) {
+        return 0;
+    }
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR((struct msghdr *)msg); cm != NULL; cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
+        if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO && cm->cmsg_len >= CMSG_LEN(sizeof(struct in_pktinfo))) {
+            struct in_pktinfo info;
+            memcpy(&info, CMSG_DATA(cm), sizeof(info));
+            memset(out, 0, sizeof(*out));
+            if (family == AF_INET) {
+                struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+                v4->sin_family = AF_INET;
+                v4->sin_port = htons(port);
+                v4->sin_addr = info.ipi_addr;
+                return sizeof(struct sockaddr_in);
+            }
+            struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
+            v6->sin6_family = AF_INET6;
+            v6->sin6_port = htons(port);
+            v6->sin6_addr.s6_addr[10] = 0xff;
+            v6->sin6_addr.s6_addr[11] = 0xff;
+            memcpy(&v6->sin6_addr.s6_addr[12], &info.ipi_addr, 4);
+            return sizeof(struct sockaddr_in6);
+        }
+        if (family == AF_INET6 && cm->cmsg_level == IPPROTO_IPV6 && cm->cmsg_type == IPV6_PKTINFO
+            && cm->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
+            struct in6_pktinfo info;
+            memcpy(&info, CMSG_DATA(cm), sizeof(info));
+            memset(out, 0, sizeof(*out));
+            struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
+            v6->sin6_family = AF_INET6;
+            v6->sin6_port = htons(port);
+            v6->sin6_addr = info.ipi6_addr;
+            if (IN6_IS_ADDR_LINKLOCAL(&info.ipi6_addr)) {
+                v6->sin6_scope_id = info.ipi6_ifindex;
+            }
+            return sizeof(struct sockaddr_in6);
+        }
+    }
     return 0;
 }
 

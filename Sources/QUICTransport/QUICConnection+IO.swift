@@ -120,7 +120,7 @@ extension QUICConnection {
             if packetsSinceCloseSent >= closeResendThreshold, !closePacket.isEmpty {
                 packetsSinceCloseSent = 0
                 closeResendThreshold = min(closeResendThreshold * 2, 1024)
-                endpoint.sendRaw(closePacket, to: path.pointee.remote)
+                endpoint.sendRaw(closePacket, to: path.pointee.remote, from: path.pointee.local)
             }
             return
         case .draining, .closed:
@@ -286,7 +286,8 @@ extension QUICConnection {
             }
             if written == 0 { break outer }
             guard let remote = path.pointee.path.remote.addr else { break outer }
-            batch.commit(length: written, destination: remote, destinationLength: path.pointee.path.remote.addrlen)
+            batch.commit(length: written, destination: remote, destinationLength: path.pointee.path.remote.addrlen,
+                         source: path.pointee.path.local.addr, sourceLength: path.pointee.path.local.addrlen)
             budget -= 1
         }
         ngtcp2_conn_update_pkt_tx_time(conn, now)
@@ -374,7 +375,8 @@ extension QUICConnection {
             return
         }
         closePacket = Array(buffer.prefix(n))
-        endpoint.sendRaw(closePacket, to: ngtcp2_addr(addr: remote, addrlen: path.pointee.path.remote.addrlen))
+        endpoint.sendRaw(closePacket, to: ngtcp2_addr(addr: remote, addrlen: path.pointee.path.remote.addrlen),
+                         from: path.pointee.path.local)
         let pto = ngtcp2_conn_get_pto(conn)
         state = .closing(until: now &+ 3 &* pto)
         dropAll(reason: .notReady)

@@ -133,6 +133,13 @@ public final class QUICConnection {
         return max(0, min(byPath, byPeer, endpoint.configuration.maxDatagramPayload))
     }
 
+    /// The local address the peer's packets arrive on (the current path's local side): on a
+    /// wildcard-bound server, the address the client reached.
+    public var localAddress: SocketAddress? {
+        guard let conn, let path = ngtcp2_conn_get_path(conn), let local = path.pointee.local.addr else { return nil }
+        return SocketAddress(sockaddr: local, length: path.pointee.local.addrlen)
+    }
+
     /// The server name (SNI) the client asked for, if any (server role).
     public var requestedServerName: String? {
         guard let session else { return nil }

@@ -89,14 +89,17 @@ public final class QUICEndpoint: @unchecked Sendable {
         self.role = role
         self.configuration = configuration
         self.logger = logger
-        let socket = try UDPSocket(binding: bindAddress)
+        // A server on a wildcard address answers from the address each client reached.
+        let socket = try UDPSocket(binding: bindAddress, reportDestination: role == .server)
         self.localAddress = socket.localAddress
         self.socket = socket
         self.tls = try TLSContext(configuration: configuration, isServer: role == .server)
         self.slabs = DatagramSlabPool(maxSlots: 64 * 1024)
         self.sendBatch = SendBatch(capacity: max(8, configuration.batchSize),
-                                   segmentationOffload: configuration.segmentationOffload && socket.supportsSegmentationOffload)
-        self.receiveBatch = ReceiveBatch(capacity: max(8, configuration.batchSize))
+                                   segmentationOffload: configuration.segmentationOffload && socket.supportsSegmentationOffload,
+                                   namesSource: socket.reportsDestinationAddress)
+        self.receiveBatch = ReceiveBatch(capacity: max(8, configuration.batchSize),
+                                         destinationsOf: socket.reportsDestinationAddress ? socket.localAddress : nil)
         self.writePath = .allocate(capacity: 1)
         ngtcp2_path_storage_zero(writePath)
         self.localStorage = .allocate(capacity: 1)
@@ -242,7 +245,8 @@ public final class QUICEndpoint: @unchecked Sendable {
             for i in 0..<n {
                 let packet = receiveBatch.packet(at: i)
                 handlePacket(packet.bytes, length: packet.length, source: packet.source,
-                             sourceLength: packet.sourceLength, truncated: packet.truncated)
+                             sourceLength: packet.sourceLength, destination: receiveBatch.destination(at: i),
+                             truncated: packet.truncated)
             }
             flushPending()
             rounds += 1
@@ -376,11 +380,15 @@ public final class QUICEndpoint: @unchecked Sendable {
         }
     }
 
-    /// Appends a ready-made packet to the send batch.
-    func sendRaw(_ bytes: [UInt8], to address: ngtcp2_addr) {
+    /// Appends a ready-made packet to the send batch, leaving from `local` (the address the
+    /// packet being answered arrived on).
+    func sendRaw(_ bytes: [UInt8], to address: ngtcp2_addr, from local: ngtcp2_addr) {
         guard let destination = address.addr else { return }
         if sendBatch.isFull { flushSendBatch() }
-        bytes.withUnsafeBytes { sendBatch.append($0, destination: destination, destinationLength: address.addrlen) }
+        bytes.withUnsafeBytes {
+            sendBatch.append($0, destination: destination, destinationLength: address.addrlen,
+                             source: local.addr, sourceLength: local.addrlen)
+        }
     }
 
     /// Live connections (loop thread).
@@ -423,8 +431,11 @@ public final class QUICEndpoint: @unchecked Sendable {
 
     // MARK: Incoming packets
 
+    /// Routes one received packet. `destination` is the local address it arrived on when the
+    /// socket reports it (wildcard server bind), else the bound address stands in.
     private func handlePacket(_ bytes: UnsafeMutablePointer<UInt8>, length: Int, source: UnsafeMutablePointer<sockaddr>,
-                              sourceLength: socklen_t, truncated: Bool) {
+                              sourceLength: socklen_t, destination: (address: UnsafeMutablePointer<sockaddr>, length: socklen_t)?,
+                              truncated: Bool) {
         guard !truncated, length > 0 else {
             counters.packetsDropped.add(1, ordering: .relaxed)
             return
@@ -433,20 +444,20 @@ public final class QUICEndpoint: @unchecked Sendable {
             counters.packetsDropped.add(1, ordering: .relaxed)
             return
         }
-        var versionCID = ngtcp2_version_cid()
-        let decoded = ngtcp2_pkt_decode_version_cid(&versionCID, bytes, length, Self.connectionIDLength)
-        if decoded == NGTCP2_ERR_VERSION_NEGOTIATION {
-            if role == .server { sendVersionNegotiation(versionCID, length: length, to: source, sourceLength: sourceLength) }
-            return
-        }
-        guard decoded == 0, let dcid = versionCID.dcid, let key = ConnectionIDKey(dcid, count: versionCID.dcidlen) else {
-            counters.packetsDropped.add(1, ordering: .relaxed)
-            return
-        }
-        localStorage.withMemoryRebound(to: sockaddr.self, capacity: 1) { local in
+        localStorage.withMemoryRebound(to: sockaddr.self, capacity: 1) { bound in
             var path = ngtcp2_path(
-                local: ngtcp2_addr(addr: local, addrlen: localLength),
+                local: ngtcp2_addr(addr: destination?.address ?? bound, addrlen: destination?.length ?? localLength),
                 remote: ngtcp2_addr(addr: source, addrlen: sourceLength), user_data: nil)
+            var versionCID = ngtcp2_version_cid()
+            let decoded = ngtcp2_pkt_decode_version_cid(&versionCID, bytes, length, Self.connectionIDLength)
+            if decoded == NGTCP2_ERR_VERSION_NEGOTIATION {
+                if role == .server { sendVersionNegotiation(versionCID, length: length, path: path) }
+                return
+            }
+            guard decoded == 0, let dcid = versionCID.dcid, let key = ConnectionIDKey(dcid, count: versionCID.dcidlen) else {
+                counters.packetsDropped.add(1, ordering: .relaxed)
+                return
+            }
             if let connection = connectionsByID[key] {
                 connection.receive(bytes, length: length, path: &path, now: loopTime)
                 return
@@ -458,7 +469,7 @@ public final class QUICEndpoint: @unchecked Sendable {
             if (bytes[0] & 0x80) != 0 {
                 acceptNewConnection(bytes, length: length, path: &path)
             } else {
-                sendStatelessReset(dcid: dcid, length: length, to: source, sourceLength: sourceLength)
+                sendStatelessReset(dcid: dcid, length: length, path: path)
             }
         }
     }
@@ -488,7 +499,7 @@ public final class QUICEndpoint: @unchecked Sendable {
             return
         case .refuse:
             counters.connectionsRefused.add(1, ordering: .relaxed)
-            sendStatelessClose(&header, errorCode: 0x2, to: path.pointee.remote)  // CONNECTION_REFUSED
+            sendStatelessClose(&header, errorCode: 0x2, path: path)  // CONNECTION_REFUSED
             return
         }
         let now = loopTime
@@ -503,7 +514,7 @@ public final class QUICEndpoint: @unchecked Sendable {
                                                  Self.retryTokenLifetime, now)
             }
             guard verified == 0 else {
-                sendStatelessClose(&header, errorCode: 0xb, to: path.pointee.remote)  // INVALID_TOKEN
+                sendStatelessClose(&header, errorCode: 0xb, path: path)  // INVALID_TOKEN
                 return
             }
             originalDCID = odcid
@@ -520,7 +531,7 @@ public final class QUICEndpoint: @unchecked Sendable {
         case .refuse:
             counters.acceptLimited.add(1, ordering: .relaxed)
             counters.connectionsRefused.add(1, ordering: .relaxed)
-            sendStatelessClose(&header, errorCode: 0x2, to: path.pointee.remote)  // CONNECTION_REFUSED
+            sendStatelessClose(&header, errorCode: 0x2, path: path)  // CONNECTION_REFUSED
             return
         }
         let handle = nextHandle
@@ -558,19 +569,19 @@ public final class QUICEndpoint: @unchecked Sendable {
                                           &header.pointee.dcid, token, Int(tokenLength))
         guard n > 0 else { return }
         counters.retriesSent.add(1, ordering: .relaxed)
-        sendRaw(Array(packet.prefix(n)), to: path.pointee.remote)
+        sendRaw(Array(packet.prefix(n)), to: path.pointee.remote, from: path.pointee.local)
     }
 
-    private func sendStatelessClose(_ header: UnsafeMutablePointer<ngtcp2_pkt_hd>, errorCode: UInt64, to address: ngtcp2_addr) {
+    private func sendStatelessClose(_ header: UnsafeMutablePointer<ngtcp2_pkt_hd>, errorCode: UInt64,
+                                    path: UnsafePointer<ngtcp2_path>) {
         var packet = [UInt8](repeating: 0, count: 256)
         let n = ngtcp2_crypto_write_connection_close(&packet, packet.count, header.pointee.version, &header.pointee.scid,
                                                      &header.pointee.dcid, errorCode, nil, 0)
         guard n > 0 else { return }
-        sendRaw(Array(packet.prefix(n)), to: address)
+        sendRaw(Array(packet.prefix(n)), to: path.pointee.remote, from: path.pointee.local)
     }
 
-    private func sendVersionNegotiation(_ versionCID: ngtcp2_version_cid, length: Int, to source: UnsafeMutablePointer<sockaddr>,
-                                        sourceLength: socklen_t) {
+    private func sendVersionNegotiation(_ versionCID: ngtcp2_version_cid, length: Int, path: ngtcp2_path) {
         // Only a datagram a client could have sent as its first flight (≥ 1200 bytes) earns an
         // answer; the answer is far smaller, so this never amplifies.
         guard length >= 1200, let dcid = versionCID.dcid, let scid = versionCID.scid else { return }
@@ -582,11 +593,10 @@ public final class QUICEndpoint: @unchecked Sendable {
                                                      dcid, versionCID.dcidlen, &versions, versions.count)
         guard n > 0 else { return }
         counters.versionNegotiationsSent.add(1, ordering: .relaxed)
-        sendRaw(Array(packet.prefix(n)), to: ngtcp2_addr(addr: source, addrlen: sourceLength))
+        sendRaw(Array(packet.prefix(n)), to: path.remote, from: path.local)
     }
 
-    private func sendStatelessReset(dcid: UnsafePointer<UInt8>, length: Int, to source: UnsafeMutablePointer<sockaddr>,
-                                    sourceLength: socklen_t) {
+    private func sendStatelessReset(dcid: UnsafePointer<UInt8>, length: Int, path: ngtcp2_path) {
         // A reset must be smaller than what triggered it (no loops, no amplification) and at
         // least 22 bytes; and they are rate-limited.
         guard length > 22 else { return }
@@ -608,7 +618,7 @@ public final class QUICEndpoint: @unchecked Sendable {
         let n = ngtcp2_pkt_write_stateless_reset(&packet, packet.count, token, random, random.count)
         guard n > 0 else { return }
         counters.statelessResetsSent.add(1, ordering: .relaxed)
-        sendRaw(Array(packet.prefix(n)), to: ngtcp2_addr(addr: source, addrlen: sourceLength))
+        sendRaw(Array(packet.prefix(n)), to: path.remote, from: path.local)
     }
 }
 

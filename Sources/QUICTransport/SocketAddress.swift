@@ -32,6 +32,24 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Whether the host is the unspecified address (0.0.0.0 or ::): a wildcard bind.
+    public var isWildcard: Bool {
+        switch host {
+        case .v4(0, 0, 0, 0): return true
+        case .v4: return false
+        case .v6(let bytes, _): return bytes.allSatisfy { $0 == 0 }
+        }
+    }
+
+    /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as a dual-stack socket reports IPv4
+    /// peers) as plain IPv4; any other address unchanged.
+    public var unmappingIPv4: SocketAddress {
+        guard case .v6(let bytes, _) = host, bytes.count == 16,
+              bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff
+        else { return self }
+        return SocketAddress(host: .v4(bytes[12], bytes[13], bytes[14], bytes[15]), port: port)
+    }
+
     /// The host alone, IPv6 without brackets.
     public var hostString: String {
         switch host {

@@ -10,8 +10,14 @@ final class UDPSocket {
     let localAddress: SocketAddress
     /// Whether UDP_SEGMENT (GSO) is usable on this socket.
     let supportsSegmentationOffload: Bool
+    /// Whether each received packet reports the local address it arrived on (and sends name
+    /// their source address): asked for with `reportDestination` on a wildcard bind.
+    let reportsDestinationAddress: Bool
 
-    init(binding address: SocketAddress) throws(QUICTransportError) {
+    /// Binds `address`. With `reportDestination` and a wildcard address, the kernel reports
+    /// each packet's destination (IP_PKTINFO / IPV6_RECVPKTINFO), so replies can leave from
+    /// the address the peer reached.
+    init(binding address: SocketAddress, reportDestination: Bool = false) throws(QUICTransportError) {
         let fd = socket(address.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .system(.socket, "socket") }
         var one: Int32 = 1
@@ -52,6 +58,8 @@ final class UDPSocket {
         self.fd = fd
         self.localAddress = actual
         self.supportsSegmentationOffload = CNGTCP2_probe_gso(fd) != 0
+        self.reportsDestinationAddress = reportDestination && address.isWildcard
+            && CNGTCP2_enable_destination_address(fd, address.family) == 0
     }
 
     deinit {

@@ -71,18 +71,15 @@ extension RelayServer {
         perform(table.refuse(handle, code, reason))
     }
 
-    /// `server.public_addr`, else the local IP address of the relay towards the client (the
-    /// bound address, or with a wildcard bind the address the kernel routes the client's
-    /// packets through) — never the TLS server name (DESIGN §2 v3).
+    /// `server.public_addr`, else the local IP address the client's packets arrived on (the
+    /// bound address, or with a wildcard bind the destination the kernel reported for them
+    /// with IP_PKTINFO / IPV6_PKTINFO) — never the TLS server name (DESIGN §2 v3).
     func relayAddress(for connection: QUICConnection) -> String {
         if let configured = configuration.publicAddress { return configured }
-        let bound = endpoint.localAddress
-        switch bound.host {
-        case .v4(0, 0, 0, 0): break
-        case .v6(let bytes, _) where bytes.allSatisfy({ $0 == 0 }): break
-        default: return bound.hostString
-        }
-        return SocketAddress.localAddress(toward: connection.remoteAddress)?.hostString ?? bound.hostString
+        if let local = connection.localAddress?.unmappingIPv4, !local.isWildcard { return local.hostString }
+        // The kernel did not report a destination: the address it routes the client through.
+        let route = SocketAddress.localAddress(toward: connection.remoteAddress)?.unmappingIPv4
+        return (route ?? endpoint.localAddress).hostString
     }
 
     // MARK: Carrying out actions

@@ -254,3 +254,47 @@ def test_relay_addr_is_an_ip_address_never_the_server_name(relay_factory):
 
     assert run(addr(wildcard)) == "127.0.0.1"
     assert run(addr(public)) == "relay.example.net"
+
+
+def _vn_reply_source(host: str, port: int, family=None) -> tuple:
+    """Sends a 1200-byte long-header packet of an unknown QUIC version to host:port and
+    returns the source address of the Version Negotiation reply."""
+    import socket
+    family = family or (socket.AF_INET6 if ":" in host else socket.AF_INET)
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        s.settimeout(3)
+        dcid, scid = random_id()[:8], random_id()[:8]
+        packet = bytes([0xc0]) + struct.pack("!I", 0x1a2a3a4a) + bytes([8]) + dcid + bytes([8]) + scid
+        s.sendto(packet + bytes(1200 - len(packet)), (host, port))
+        _, source = s.recvfrom(2048)
+        return source
+    finally:
+        s.close()
+
+
+def test_wildcard_bind_answers_from_and_names_the_address_the_client_reached(relay_factory):
+    """Issue 11 / DESIGN §2 v3: on a wildcard bind the relay learns each packet's destination
+    (IP_PKTINFO / IPV6_RECVPKTINFO): ALLOCATED names the address the client dialled, and
+    every reply — connection packets and stateless ones — leaves from it. 127.0.0.2 is a
+    loopback address whose kernel-chosen source would be 127.0.0.1."""
+    v4 = relay_factory("--server.listen-addr", "0.0.0.0", "--fallback.enabled", "false")
+    dual = relay_factory("--server.listen-addr", "::", "--fallback.enabled", "false")
+
+    async def addr(host, relay):
+        alloc, pa, pb = ids()
+        p = await Peer.open(host, relay.port)
+        try:
+            await p.allocate(pa, relay.key.mint(alloc, pa, pb))
+            return (await p.next_frame("ALLOCATED")).fields["relay_addr"]
+        finally:
+            await close_all(p)
+
+    assert _vn_reply_source("127.0.0.2", v4.port)[0] == "127.0.0.2"
+    assert run(addr("127.0.0.2", v4)) == "127.0.0.2"
+    assert run(addr("127.0.0.1", v4)) == "127.0.0.1"
+    # Dual stack: IPv4 clients are told their IPv4 address (not ::ffff:…), IPv6 ones theirs.
+    assert _vn_reply_source("127.0.0.2", dual.port)[0] == "127.0.0.2"
+    assert run(addr("127.0.0.2", dual)) == "127.0.0.2"
+    assert _vn_reply_source("::1", dual.port)[0] == "::1"
+    assert run(addr("::1", dual)) == "::1"

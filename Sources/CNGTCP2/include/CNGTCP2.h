@@ -6,6 +6,8 @@
 //    therefore invisible to the Swift Glibc module (the same problem SwiftNIO's CNIOLinux solves);
 //  - the CMSG_* macros, which are too complex for the clang importer;
 //  - compound-expression macros such as NGTCP2_CRYPTO_MAX_RETRY_TOKENLEN.
+//  - the packet-info cmsgs (IP_PKTINFO / IPV6_PKTINFO) that name the local address of a packet;
+//  - malloc_trim, from <malloc.h>.
 // Every symbol defined here is prefixed CNGTCP2_. Swift code uses `private import CNGTCP2`.
 #ifndef CNGTCP2_H
 #define CNGTCP2_H
@@ -39,11 +41,22 @@ int CNGTCP2_recvmmsg(int fd, CNGTCP2_mmsghdr *msgvec, unsigned int vlen, int fla
 /// sendmmsg(2); returns the number of messages sent or -1 with errno set.
 int CNGTCP2_sendmmsg(int fd, CNGTCP2_mmsghdr *msgvec, unsigned int vlen, int flags);
 
-/// Space a control buffer needs for one UDP_SEGMENT (GSO) cmsg.
-size_t CNGTCP2_gso_cmsg_space(void);
-/// Writes a UDP_SEGMENT cmsg with `segment_size` into `msg`'s control buffer (which must be at
-/// least CNGTCP2_gso_cmsg_space() bytes) and sets msg_controllen. Returns 0, or -1 if it does not fit.
-int CNGTCP2_set_gso_cmsg(struct msghdr *msg, uint16_t segment_size);
+/// Space a control buffer needs for what a send carries: one UDP_SEGMENT (GSO) cmsg and one
+/// source-address cmsg (IP_PKTINFO or IPV6_PKTINFO).
+size_t CNGTCP2_send_cmsg_space(void);
+/// Points `msg` at `buffer` (CNGTCP2_send_cmsg_space() bytes) and writes into it a UDP_SEGMENT
+/// cmsg when `segment_size` > 0 and a source-address cmsg when `source` is not NULL (AF_INET:
+/// IP_PKTINFO; AF_INET6, v4-mapped included: IPV6_PKTINFO). With neither, msg_control is NULL.
+void CNGTCP2_write_send_cmsgs(struct msghdr *msg, void *buffer, uint16_t segment_size, const struct sockaddr *source);
+/// Space a receive control buffer needs for the destination-address cmsg.
+size_t CNGTCP2_receive_cmsg_space(void);
+/// Asks the kernel to report each packet's destination address (AF_INET: IP_PKTINFO;
+/// AF_INET6: IPV6_RECVPKTINFO, which also covers IPv4 on a dual-stack socket). Returns 0 or -1.
+int CNGTCP2_enable_destination_address(int fd, int family);
+/// The destination address of a received message, as a sockaddr of the socket's `family`
+/// (IPv4 on an AF_INET6 socket becomes v4-mapped) with `port` (host order). Returns its
+/// length, or 0 when the message carries no destination-address cmsg.
+socklen_t CNGTCP2_read_destination_address(const struct msghdr *msg, int family, uint16_t port, struct sockaddr_storage *out);
 /// Whether the kernel accepts UDP_SEGMENT on this socket (a getsockopt probe).
 int CNGTCP2_probe_gso(int fd);
 
