@@ -64,4 +64,53 @@ import Testing
         #expect(received == Self.expected(sizes, skipping: 3))
         #expect(batch.packetsSent == UInt64(sizes.count))
     }
+
+    /// A wildcard-bound socket that names each packet's source (IP_PKTINFO): packets leave from
+    /// the address each slot names, and GSO groups never merge packets of two sources.
+    @Test(arguments: [false, true])
+    func packetsLeaveFromTheSourceEachSlotNames(gso: Bool) throws {
+        let sender = try UDPSocket(binding: SocketAddress(ipAddress: "0.0.0.0", port: 0)!, reportDestination: true)
+        #expect(sender.reportsDestinationAddress)
+        let receiver = try UDPSocket(binding: SocketAddress(ipAddress: "127.0.0.1", port: 0)!)
+        let batch = SendBatch(capacity: 16, segmentationOffload: gso && sender.supportsSegmentationOffload, namesSource: true)
+        let storage = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 3)
+        defer { storage.deallocate() }
+        let destinationLength = receiver.localAddress.write(to: storage)
+        let sourceLengths = [SocketAddress(ipAddress: "127.0.0.2", port: 0)!.write(to: storage + 1),
+                             SocketAddress(ipAddress: "127.0.0.3", port: 0)!.write(to: storage + 2)]
+        let plan = [1, 1, 1, 2, 2, 1]  // which source each packet names
+        for (index, source) in plan.enumerated() {
+            memset(batch.nextBuffer, Int32(index), 1000)
+            UnsafeRawPointer(storage).withMemoryRebound(to: sockaddr.self, capacity: 1) { destination in
+                UnsafeRawPointer(storage + source).withMemoryRebound(to: sockaddr.self, capacity: 1) { from in
+                    batch.commit(length: 1000, destination: destination, destinationLength: destinationLength,
+                                 source: from, sourceLength: sourceLengths[source - 1])
+                }
+            }
+        }
+        batch.flush(to: sender.fd)
+        #expect(batch.sendFailures == 0)
+        var sources: [String] = []
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        let from = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 1)
+        defer { from.deallocate() }
+        for _ in 0..<500 where sources.count < plan.count {
+            var fromLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let n = buffer.withUnsafeMutableBytes { raw in
+                UnsafeMutableRawPointer(from).withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    recvfrom(receiver.fd, raw.baseAddress, 2048, Int32(MSG_DONTWAIT), $0, &fromLength)
+                }
+            }
+            if n > 0 {
+                let address = UnsafeRawPointer(from).withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    SocketAddress(sockaddr: $0, length: fromLength)
+                }
+                sources.append(address?.hostString ?? "?")
+                #expect(n == 1000 && buffer[0] == UInt8(sources.count - 1))
+            } else {
+                usleep(1000)
+            }
+        }
+        #expect(sources == plan.map { $0 == 1 ? "127.0.0.2" : "127.0.0.3" })
+    }
 }
