@@ -125,23 +125,43 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .executableTarget(
-            name: "ZRCRelayCLI",
+        // The relay process composed from its services: settings → core configuration, the
+        // relay, the fallback, HTTP endpoints, reload, drain. The executable only runs it.
+        .target(
+            name: "RelayApp",
             dependencies: [
                 "QUICTransport",
                 "RelayConfig",
                 "RelayCore",
                 "RelayServer",
-                "RelayClient",
                 "RelayAdmin",
-                "ReverseTunnel",
                 "RelayFallback",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "ZRCRelayCLI",
+            dependencies: [
+                "QUICTransport",
+                "RelayApp",
+                "RelayConfig",
+                "RelayCore",
+                "RelayServer",
+                "RelayClient",
+                "ReverseTunnel",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -221,6 +241,17 @@ let package = Package(
         .testTarget(
             name: "RelayConfigTests",
             dependencies: ["RelayConfig"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RelayAppTests",
+            dependencies: [
+                "RelayApp", "RelayConfig", "RelayServer", "RelayClient", "RelayCore", "QUICTransport", "ZRCTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

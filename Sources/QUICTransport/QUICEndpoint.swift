@@ -76,7 +76,10 @@ public final class QUICEndpoint: @unchecked Sendable {
 
     private let epollFD: Int32
     private let eventFD: Int32
-    private let commands = Mutex<[@Sendable () -> Void]>([])
+    /// Work for the loop thread; `loopEnded` once the loop has exited (work then runs at once,
+    /// serialised by `afterLoop`, so an async call made after `stop()` still returns).
+    private let commands = Mutex<(queue: [@Sendable () -> Void], loopEnded: Bool)>(([], false))
+    private let afterLoop = Mutex<Void>(())
     private let stopRequested = Atomic<Bool>(false)
     private var thread: pthread_t?
     private var loopThread: pthread_t?
@@ -170,9 +173,18 @@ public final class QUICEndpoint: @unchecked Sendable {
         }
     }
 
-    /// Runs `work` on the loop thread, soon. Safe from any thread.
+    /// Runs `work` on the loop thread, soon. Safe from any thread. After the loop has ended
+    /// (`stop()`), runs it at once on the caller's thread, one work item at a time.
     public func execute(_ work: @escaping @Sendable () -> Void) {
-        commands.withLock { $0.append(work) }
+        let queued = commands.withLock { state -> Bool in
+            guard !state.loopEnded else { return false }
+            state.queue.append(work)
+            return true
+        }
+        guard queued else {
+            afterLoop.withLock { _ in work() }
+            return
+        }
         wake()
     }
 
@@ -227,9 +239,9 @@ public final class QUICEndpoint: @unchecked Sendable {
     }
 
     private func runCommands() {
-        let pending = commands.withLock { queue -> [@Sendable () -> Void] in
-            let items = queue
-            queue.removeAll(keepingCapacity: true)
+        let pending = commands.withLock { state -> [@Sendable () -> Void] in
+            let items = state.queue
+            state.queue.removeAll(keepingCapacity: true)
             return items
         }
         for work in pending { work() }
@@ -318,7 +330,16 @@ public final class QUICEndpoint: @unchecked Sendable {
             destroy(connection)
         }
         flushQueue.removeAll()
-        runCommands()
+        // From here on `execute` runs work itself; what was queued before runs now.
+        let pending = commands.withLock { state -> [@Sendable () -> Void] in
+            state.loopEnded = true
+            let items = state.queue
+            state.queue.removeAll()
+            return items
+        }
+        afterLoop.withLock { _ in
+            for work in pending { work() }
+        }
     }
 
     // MARK: Connection bookkeeping (loop thread)

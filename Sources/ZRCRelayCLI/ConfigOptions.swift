@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RelayApp
 import RelayConfig
 
 /// `--config FILE` plus `--section.key VALUE` settings, shared by `serve` and `config check`.

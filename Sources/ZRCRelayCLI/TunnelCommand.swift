@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import NIOPosix
+import RelayApp
 import ReverseTunnel
 import UnixSignals
 

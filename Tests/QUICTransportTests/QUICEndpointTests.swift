@@ -3,6 +3,15 @@ import Testing
 @testable import QUICTransport
 
 @Suite(.serialized) struct QUICEndpointTests {
+    /// Work handed to a stopped endpoint still runs (an async call made during shutdown, a
+    /// late `/metrics` scrape, must return rather than wait forever).
+    @Test func executeAfterStopStillRuns() async throws {
+        let pair = try QUICPair()
+        pair.stop()
+        let count = await onLoop(pair.server) { $0.connectionCount }
+        #expect(count == 0)
+    }
+
     @Test func handshakeAndDatagramEcho() async throws {
         let pair = try QUICPair()
         defer { pair.stop() }

@@ -28,6 +28,7 @@
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/crypto.h>
+#include <gnutls/x509.h>
 
 // Same layout as glibc's `struct mmsghdr` (part of the glibc ABI); shim.c checks it with
 // _Static_assert. Swift fills arrays of these directly, so no per-packet copying happens here.

@@ -18,13 +18,16 @@ enum DevDeviceKey {
         let key = Curve25519.Signing.PrivateKey()
         let text = Base64URL.encode(key.rawRepresentation) + "\n"
         guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw CLIError("cannot write the development device key \(path)")
+            throw RelayAppError("cannot write the development device key \(path)")
         }
     }
 
     /// The public key of the key file, if there is a readable one.
     static func signer(at path: String) -> SignerKey? {
-        guard let key = try? TokenCommand.readKey(path) else { return nil }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
+              let raw = Base64URL.decode(text.trimmingCharacters(in: .whitespacesAndNewlines)), raw.count == 32,
+              let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: raw)
+        else { return nil }
         return SignerKey(bytes: key.publicKey.rawRepresentation)
     }
 }

@@ -5,41 +5,42 @@ import Logging
 import Synchronization
 
 /// The process-wide log level, changed by SIGHUP reload without rebuilding loggers.
-final class LogLevelBox: Sendable {
+public final class LogLevelBox: Sendable {
     private let level: Mutex<Logger.Level>
-    init(_ level: Logger.Level) { self.level = Mutex(level) }
-    var value: Logger.Level {
+    public init(_ level: Logger.Level) { self.level = Mutex(level) }
+    public var value: Logger.Level {
         get { level.withLock { $0 } }
         set { level.withLock { $0 = newValue } }
     }
 }
 
 /// swift-log handler writing one line per event to stderr: JSON (default) or plain text.
-struct StderrLogHandler: LogHandler {
-    enum Format: String { case json, text }
+public struct StderrLogHandler: LogHandler {
+    /// One JSON object per line, or `level label: message key=value` text.
+    public enum Format: String, Sendable { case json, text }
 
-    var metadata: Logger.Metadata = [:]
+    public var metadata: Logger.Metadata = [:]
     let levelBox: LogLevelBox
     let label: String
     let format: Format
 
-    var logLevel: Logger.Level {
+    public var logLevel: Logger.Level {
         get { levelBox.value }
         set { levelBox.value = newValue }
     }
 
-    init(label: String, level: LogLevelBox, format: Format) {
+    public init(label: String, level: LogLevelBox, format: Format) {
         self.label = label
         self.levelBox = level
         self.format = format
     }
 
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
-    func log(event: LogEvent) {
+    public func log(event: LogEvent) {
         let level = event.level
         let message = event.message
         var merged = self.metadata

@@ -6,17 +6,17 @@ import RelayConfig
 /// Checks, before any service starts, that every address the relay will listen on can be
 /// bound, so that a port already in use is one line naming the key and the address (exit 1,
 /// a run-time failure: the configuration itself is valid) instead of a half-started relay.
-enum ListenPreflight {
+public enum ListenPreflight {
     /// One socket the relay will bind.
-    struct Listener {
-        var key: String
-        var host: String
-        var port: UInt16
-        var isUDP: Bool
+    public struct Listener: Sendable {
+        public var key: String
+        public var host: String
+        public var port: UInt16
+        public var isUDP: Bool
     }
 
     /// The listeners `serve` will open with these settings.
-    static func listeners(of settings: RelaySettings) -> [Listener] {
+    public static func listeners(of settings: RelaySettings) -> [Listener] {
         var out = [Listener(key: "server.listen_port", host: settings.server.listenAddress, port: settings.server.listenPort, isUDP: true)]
         if settings.fallback.enabled {
             out.append(Listener(key: "server.listen_port", host: settings.server.listenAddress, port: settings.server.listenPort, isUDP: false))
@@ -26,7 +26,7 @@ enum ListenPreflight {
     }
 
     /// The first listener that cannot be bound, with the reason; `nil` when all can.
-    static func firstFailure(_ listeners: [Listener]) -> String? {
+    public static func firstFailure(_ listeners: [Listener]) -> String? {
         for listener in listeners where listener.port != 0 {
             if let reason = bindProblem(listener) {
                 let transport = listener.isUDP ? "udp" : "tcp"

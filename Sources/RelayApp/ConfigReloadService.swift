@@ -10,15 +10,15 @@ import UnixSignals
 /// level. A bad configuration is refused with a log line and the running one stays. Changes to
 /// other keys are reported as needing a restart and not applied.
 struct ConfigReloadService: Service {
-    let options: ConfigOptions
+    let reread: RelayApplication.ConfigurationSource
     let current: CurrentConfiguration
     let server: RelayServer
     let level: LogLevelBox
     let logger: Logger
 
-    init(options: ConfigOptions, loader: RelaySettingsLoader, settings: RelaySettings, configuration: RelayServerConfiguration,
+    init(reread: @escaping RelayApplication.ConfigurationSource, loader: RelaySettingsLoader, settings: RelaySettings, configuration: RelayServerConfiguration,
          server: RelayServer, level: LogLevelBox, logger: Logger) {
-        self.options = options
+        self.reread = reread
         self.current = CurrentConfiguration((loader, settings, configuration))
         self.server = server
         self.level = level
@@ -40,10 +40,10 @@ struct ConfigReloadService: Service {
         let configuration: RelayServerConfiguration
         let restartOnly: [String]
         do {
-            let (fresh, _) = try options.read()
+            let (fresh, _) = try reread([:])
             restartOnly = oldLoader.restartOnlyChanges(to: fresh)
             let pinned = Dictionary(uniqueKeysWithValues: restartOnly.map { ($0, oldLoader.rawValue(of: $0)) })
-            (loader, settings) = try options.read(pinned: pinned)
+            (loader, settings) = try reread(pinned)
             configuration = try StartChecks.run(settings)
         } catch {
             logger.error("configuration reload refused; the running configuration stays",

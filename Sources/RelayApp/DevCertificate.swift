@@ -41,17 +41,11 @@ enum DevCertificate {
         let keyDirectory = (keyPath as NSString).deletingLastPathComponent
         if !keyDirectory.isEmpty { try fm.createDirectory(atPath: keyDirectory, withIntermediateDirectories: true) }
         guard fm.createFile(atPath: keyPath, contents: Data(key.pemRepresentation.utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw CLIError("cannot write \(keyPath)")
+            throw RelayAppError("cannot write \(keyPath)")
         }
         let pem = try certificate.serializeAsPEM().pemString
         guard fm.createFile(atPath: certificatePath, contents: Data((pem + "\n").utf8), attributes: [.posixPermissions: 0o644]) else {
-            throw CLIError("cannot write \(certificatePath)")
+            throw RelayAppError("cannot write \(certificatePath)")
         }
     }
-}
-
-/// A fatal CLI error with a one-line message for the operator.
-struct CLIError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }

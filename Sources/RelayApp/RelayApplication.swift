@@ -1,0 +1,131 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import QUICTransport
+import RelayAdmin
+import RelayConfig
+import RelayFallback
+import RelayServer
+import ServiceLifecycle
+
+/// The relay process as one `Service`: it turns checked settings into the core's
+/// configuration, owns the services — the HTTP endpoints (`/health`, `/ready`, `/metrics`),
+/// SIGHUP reload, and the relay itself (QUIC, then the TCP fallback) — and runs them as one
+/// service group, so that graceful shutdown (SIGTERM/SIGINT, or a parent group's) drains the
+/// relay before anything stops. `zrc-relay serve` only parses arguments and runs this.
+public struct RelayApplication: Service {
+    /// Reads the configuration again for a reload, keeping `pinned` keys at their running values.
+    public typealias ConfigurationSource = @Sendable (_ pinned: [String: RawConfigValue?]) throws(ConfigError)
+        -> (RelaySettingsLoader, RelaySettings)
+
+    /// The relay (bound when the application is made; serving once `run` starts it).
+    public let server: RelayServer
+    /// The settings it runs with.
+    public let settings: RelaySettings
+    let services: [any Service]
+    private let handlesSignals: Bool
+    private let logger: Logger
+
+    /// Builds everything and binds the relay's UDP socket; nothing serves until `run`.
+    /// - Parameters:
+    ///   - configuration: what `StartChecks.run(settings)` returned for these settings.
+    ///   - reread: how SIGHUP reads the configuration again.
+    ///   - handlesSignals: whether SIGTERM/SIGINT start the graceful shutdown (off in tests,
+    ///     which trigger it through their parent task).
+    ///   - drainTimeout: how long the drain waits for clients to leave.
+    public init(loader: RelaySettingsLoader, settings: RelaySettings, configuration checked: RelayServerConfiguration,
+                reread: @escaping ConfigurationSource, logger: Logger, level: LogLevelBox,
+                handlesSignals: Bool = true, drainTimeout: Duration = .seconds(30)) throws {
+        var configuration = checked
+        try Self.prepareDevelopmentFiles(settings, logger: logger)
+        if let developer = StartChecks.developmentSigner(settings) {
+            configuration.tokens.trustedKeys.insert(developer)
+            Self.announceDevelopmentMode(settings, logger: logger)
+        }
+        guard let bindAddress = SocketAddress(ipAddress: settings.server.listenAddress, port: settings.server.listenPort) else {
+            throw RelayAppError("server.listen_addr: '\(settings.server.listenAddress)' is not an IP address")
+        }
+        if configuration.tokens.trustedKeys.isEmpty {
+            logger.warning("no trusted keys configured (auth.trusted_keys / auth.trusted_keys_file): every ALLOCATE will be refused with untrusted_key")
+        }
+        let server = try RelayServer(quic: settings.quicConfiguration(), bindAddress: bindAddress,
+                                     configuration: configuration, logger: logger)
+        let backend = RelayBackend(server: server, metrics: RelayMetrics(region: settings.server.region))
+        let http = Application(
+            router: HealthRouter.make(backend: backend),
+            // An HTTP connection idle this long is closed: scrapers reconnect, idle sockets
+            // cannot pile up (DESIGN §6: every listener bounds what a peer can hold).
+            server: .http1(configuration: .init(idleTimeout: TimeAmount(HealthRouter.idleTimeout))),
+            configuration: .init(address: .hostname(settings.metricsListen.host, port: Int(settings.metricsListen.port)),
+                                 serverName: "zrc-relay"),
+            logger: logger)
+        self.server = server
+        self.settings = settings
+        self.logger = logger
+        self.handlesSignals = handlesSignals
+        // Started in this order, shut down in reverse: the relay drains first.
+        self.services = [
+            http,
+            ConfigReloadService(reread: reread, loader: loader, settings: settings, configuration: configuration,
+                                server: server, level: level, logger: logger),
+            RelayService(server: server, logger: logger, fallback: settings.fallbackConfiguration, drainTimeout: drainTimeout),
+        ]
+    }
+
+    /// Serves until graceful shutdown, drains, and returns.
+    public func run() async throws {
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services.map { .init(service: $0) },
+                gracefulShutdownSignals: handlesSignals ? [.sigterm, .sigint] : [],
+                logger: logger))
+        try await group.run()
+    }
+
+    /// On the first `make run` (default certificate paths, neither file present): writes a
+    /// self-signed development certificate and, beside it, a development device key.
+    static func prepareDevelopmentFiles(_ settings: RelaySettings, logger: Logger) throws {
+        guard StartChecks.willGenerateDevCertificate(settings) else { return }
+        let certPath = settings.server.certificatePath
+        let keyPath = settings.server.keyPath
+        try DevCertificate.generate(certificatePath: certPath, keyPath: keyPath)
+        logger.notice("generated a self-signed development certificate", metadata: ["cert": "\(certPath)", "key": "\(keyPath)"])
+        let deviceKeyPath = DevDeviceKey.path(besideCertificate: certPath)
+        try DevDeviceKey.create(at: deviceKeyPath)
+        logger.notice("generated a development device key", metadata: ["key": "\(deviceKeyPath)"])
+    }
+
+    /// Tells a newcomer the one command that relays a ping through this development relay.
+    static func announceDevelopmentMode(_ settings: RelaySettings, logger: Logger) {
+        let deviceKeyPath = DevDeviceKey.path(besideCertificate: settings.server.certificatePath)
+        let host = ["0.0.0.0", "::"].contains(settings.server.listenAddress) ? "127.0.0.1" : settings.server.listenAddress
+        let relay = host.contains(":") ? "[\(host)]:\(settings.server.listenPort)" : "\(host):\(settings.server.listenPort)"
+        let command = "\(CommandLine.arguments.first ?? "zrc-relay") client ping --relay \(relay) --key \(deviceKeyPath)"
+        logger.warning("development mode: trusting the development device key (no trusted keys configured)",
+                       metadata: ["key": "\(deviceKeyPath)", "try": "\(command)"])
+        FileHandle.standardError.write(Data("\nzrc-relay development relay. Relay a ping through it with:\n  \(command)\n\n".utf8))
+    }
+}
+
+extension RelaySettings {
+    /// The TCP fallback listener on the same address and port as QUIC, or `nil` when disabled.
+    var fallbackConfiguration: FallbackListener.Configuration? {
+        guard fallback.enabled else { return nil }
+        return FallbackListener.Configuration(
+            host: server.listenAddress, port: Int(server.listenPort),
+            tls: fallback.tls ? (server.certificatePath, server.keyPath) : nil)
+    }
+}
+
+/// A failure to set the relay up that is not a configuration error (a file that cannot be written).
+public struct RelayAppError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The process logger: JSON lines (or text) on stderr at the level in `level`.
+public func makeLogger(_ settings: RelaySettings, level: LogLevelBox) -> Logger {
+    let format = StderrLogHandler.Format(rawValue: settings.logging.format) ?? .json
+    return Logger(label: "zrc-relay") { label in StderrLogHandler(label: label, level: level, format: format) }
+}
