@@ -294,6 +294,25 @@ def test_config_check_runs_the_checks_serve_runs(tmp_path):
         assert r.returncode == 2 and needle in r.stderr, (args, r.stderr)
 
 
+def test_certtool_certificate_and_key_pass_config_check_and_a_foreign_key_fails(tmp_path):
+    """Files written by GnuTLS's certtool (a text description before the PEM block, a SEC1 key
+    with a leading zero byte) are what the relay serves with; config check accepts them and
+    refuses a key of another certificate, naming server.quic_key_path."""
+    def certtool(*args):
+        subprocess.run(["certtool", *args], check=True, capture_output=True)
+    (tmp_path / "tmpl").write_text("cn = relay.test\ndns_name = relay.test\ntls_www_server\nsigning_key\nexpiration_days = 2\n")
+    certtool("--generate-privkey", "--key-type=ecdsa", "--outfile", str(tmp_path / "k.pem"))
+    certtool("--generate-self-signed", "--load-privkey", str(tmp_path / "k.pem"), "--template", str(tmp_path / "tmpl"),
+             "--outfile", str(tmp_path / "c.pem"))
+    certtool("--generate-privkey", "--key-type=ecdsa", "--outfile", str(tmp_path / "other.pem"))
+    ok = zrc("config", "check", "--server.quic-cert-path", str(tmp_path / "c.pem"), "--server.quic-key-path",
+             str(tmp_path / "k.pem"), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    bad = zrc("config", "check", "--server.quic-cert-path", str(tmp_path / "c.pem"), "--server.quic-key-path",
+              str(tmp_path / "other.pem"), cwd=tmp_path)
+    assert bad.returncode == 2 and "server.quic_key_path" in bad.stderr and "does not match" in bad.stderr, bad.stderr
+
+
 def test_make_run_development_key_relays_a_ping(tmp_path):
     """The first dev run writes certs/dev-device.key, trusts it, and prints the one ping command."""
     import shlex
