@@ -59,7 +59,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
-            name: "RelayServer",
+            name: "RelayEngine",
             dependencies: [
                 "RelayCore", "QUICTransport",
                 .product(name: "Logging", package: "swift-log"),
@@ -108,7 +108,7 @@ let package = Package(
         .target(
             name: "RelayFallback",
             dependencies: [
-                "RelayServer", "RelayCore", "QUICTransport", "Yamux", "YamuxNIO",
+                "RelayEngine", "RelayCore", "QUICTransport", "Yamux", "YamuxNIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -133,7 +133,7 @@ let package = Package(
                 "QUICTransport",
                 "RelayConfig",
                 "RelayCore",
-                "RelayServer",
+                "RelayEngine",
                 "RelayAdmin",
                 "RelayFallback",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -157,7 +157,7 @@ let package = Package(
                 "RelayApp",
                 "RelayConfig",
                 "RelayCore",
-                "RelayServer",
+                "RelayEngine",
                 "RelayClient",
                 "ReverseTunnel",
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -211,8 +211,8 @@ let package = Package(
             path: "Tests/ZRCTestSupport"
         ),
         .testTarget(
-            name: "RelayServerTests",
-            dependencies: ["ZRCTestSupport", "RelayServer", "RelayClient", "RelayCore", "QUICTransport", "RelayFallback",
+            name: "RelayEngineTests",
+            dependencies: ["ZRCTestSupport", "RelayEngine", "RelayClient", "RelayCore", "QUICTransport", "RelayFallback",
                            .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: swiftSettings
@@ -246,7 +246,7 @@ let package = Package(
         .testTarget(
             name: "RelayAppTests",
             dependencies: [
-                "RelayApp", "RelayConfig", "RelayServer", "RelayClient", "RelayCore", "QUICTransport", "ZRCTestSupport",
+                "RelayApp", "RelayConfig", "RelayEngine", "RelayClient", "RelayCore", "QUICTransport", "ZRCTestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

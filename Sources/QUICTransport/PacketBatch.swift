@@ -21,7 +21,7 @@ final class ReceiveBatch {
                                addresses: UnsafeMutablePointer<sockaddr_storage>)?
 
     /// `destinationsOf`: the bound address of a socket that reports each packet's destination.
-    init(capacity: Int, destinationsOf bound: SocketAddress? = nil) {
+    init(capacity: Int, destinationsOf bound: TransportAddress? = nil) {
         self.capacity = capacity
         buffers = .allocate(byteCount: capacity * Self.slotSize, alignment: 16)
         addresses = .allocate(capacity: capacity)

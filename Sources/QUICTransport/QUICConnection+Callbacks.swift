@@ -4,8 +4,8 @@ import Glibc
 internal import CNGTCP2
 
 /// ngtcp2 callbacks as non-capturing thunks. `user_data` is the unretained `QUICConnection`.
-/// Thunks never throw: a failure is stored in `callbackError` and reported as
-/// NGTCP2_ERR_CALLBACK_FAILURE, then handled after `ngtcp2_conn_read_pkt` returns.
+/// Thunks never throw; one that cannot find its connection returns
+/// NGTCP2_ERR_CALLBACK_FAILURE, which the read or write that called it reports as a failure.
 extension QUICConnection {
     @inline(__always)
     static func from(_ userData: UnsafeMutableRawPointer?) -> QUICConnection? {
@@ -53,7 +53,7 @@ extension QUICConnection {
         cb.recv_datagram = { _, _, data, length, userData in
             guard let connection = QUICConnection.from(userData) else { return NGTCP2_ERR_CALLBACK_FAILURE }
             connection.datagramsReceived &+= 1
-            guard case .established = connection.state, connection.pendingClose == nil else { return 0 }
+            guard connection.lifecycle.isOpen else { return 0 }
             connection.endpoint.delegate?.connection(connection, didReceiveDatagram: UnsafeRawBufferPointer(start: data, count: length))
             return 0
         }
@@ -83,7 +83,7 @@ extension QUICConnection {
             guard let connection = QUICConnection.from(userData), let path else { return 0 }
             if result == NGTCP2_PATH_VALIDATION_RESULT_SUCCESS,
                let remote = path.pointee.remote.addr,
-               let address = SocketAddress(sockaddr: remote, length: path.pointee.remote.addrlen) {
+               let address = TransportAddress(sockaddr: remote, length: path.pointee.remote.addrlen) {
                 connection.remoteAddress = address
             }
             return 0
@@ -106,11 +106,10 @@ extension QUICConnection {
     }
 
     func didCompleteHandshake() {
-        guard case .handshaking = state else { return }
-        state = .established
+        guard lifecycle.handshakeCompleted() else { return }
         endpoint.handshakeEnded(self)
         if let conn, let path = ngtcp2_conn_get_path(conn), let remote = path.pointee.remote.addr,
-           let address = SocketAddress(sockaddr: remote, length: path.pointee.remote.addrlen) {
+           let address = TransportAddress(sockaddr: remote, length: path.pointee.remote.addrlen) {
             remoteAddress = address
         }
         endpoint.delegate?.connectionEstablished(self)
@@ -124,7 +123,7 @@ extension QUICConnection {
         } else {
             guard streamID == controlStreamID else { return }
         }
-        guard pendingClose == nil else { return }
+        guard lifecycle.requestedClose == nil else { return }
         endpoint.delegate?.connection(self, didReceiveControlData: bytes, fin: fin)
     }
 }

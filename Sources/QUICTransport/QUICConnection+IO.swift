@@ -113,20 +113,14 @@ extension QUICConnection {
 
     /// Feeds one packet to ngtcp2.
     func receive(_ packet: UnsafePointer<UInt8>, length: Int, path: UnsafePointer<ngtcp2_path>, now: UInt64) {
-        switch state {
-        case .closing:
-            // Answer with the stored CONNECTION_CLOSE, backing off exponentially.
-            packetsSinceCloseSent += 1
-            if packetsSinceCloseSent >= closeResendThreshold, !closePacket.isEmpty {
-                packetsSinceCloseSent = 0
-                closeResendThreshold = min(closeResendThreshold * 2, 1024)
-                endpoint.sendRaw(closePacket, to: path.pointee.remote, from: path.pointee.local)
-            }
-            return
-        case .draining, .closed:
-            return
-        case .handshaking, .established:
+        switch lifecycle.packetArrived() {
+        case .read:
             break
+        case .resendClose:
+            if !closePacket.isEmpty { endpoint.sendRaw(closePacket, to: path.pointee.remote, from: path.pointee.local) }
+            return
+        case .ignore:
+            return
         }
         guard let conn else { return }
         var info = ngtcp2_pkt_info()
@@ -137,19 +131,12 @@ extension QUICConnection {
             handleFatal(rv, now: now)
             return
         }
-        if case .established = state, datagramsReceived != datagramsBefore, !packetNeedsPromptWrite, pendingClose == nil {
-            // Only datagrams arrived: nothing to answer but an ACK, which waits (see
-            // nextDeadline) until `ackThreshold` packets are unacknowledged, as ngtcp2's
-            // immediate-ACK rule would have it, so a fast sender's window still opens quickly.
-            if ackPendingSince == nil { ackPendingSince = now }
-            heldAckPackets += 1
-            if heldAckPackets >= QUICConfiguration.ackThreshold {
-                endpoint.scheduleFlush(self)
-            } else {
-                endpoint.rescheduleTimer(self)
-            }
-        } else {
-            endpoint.scheduleFlush(self)
+        // Only datagrams arrived: nothing to answer but an ACK, which waits (see
+        // nextDeadline) until `ackThreshold` packets are unacknowledged, as ngtcp2's
+        // immediate-ACK rule would have it, so a fast sender's window still opens quickly.
+        switch lifecycle.packetRead(onlyDatagrams: datagramsReceived != datagramsBefore && !packetNeedsPromptWrite, now: now) {
+        case .flush: endpoint.scheduleFlush(self)
+        case .holdAck: endpoint.rescheduleTimer(self)
         }
     }
 
@@ -173,10 +160,6 @@ extension QUICConnection {
         case NGTCP2_ERR_HANDSHAKE_TIMEOUT:
             notifyClosed(.handshakeTimeout)
             endpoint.destroy(self)
-        case NGTCP2_ERR_CALLBACK_FAILURE where callbackError != nil:
-            let reason = callbackError ?? .failed("callback failure")
-            writeClose(transportLibraryError: rv, now: now)
-            notifyClosed(reason)
         default:
             var why = String(cString: ngtcp2_strerror(rv))
             if rv == NGTCP2_ERR_CRYPTO {
@@ -193,31 +176,24 @@ extension QUICConnection {
     /// into the endpoint's send batch.
     func flush(now: UInt64) {
         guard conn != nil else { return }
-        ackPendingSince = nil
-        heldAckPackets = 0
-        switch state {
-        case .handshaking, .established: break
-        case .closing, .draining, .closed: return
-        }
-        if let pending = pendingClose {
-            // Control frames written before close() (ERROR, GOAWAY) leave first, then
-            // CONNECTION_CLOSE. If pacing or congestion holds them back, wait a little
-            // (at most `closeLingerNanoseconds`) rather than lose them. A server whose client
-            // never opened the control stream has nowhere to write them: close at once.
-            if control.hasUnsent, !isServer || controlStreamID >= 0, case .established = state {
-                writePackets(now: now, includeDatagrams: false)
-                if control.hasUnsent {
-                    let deadline = closeLingerDeadline ?? (now &+ Self.closeLingerNanoseconds)
-                    closeLingerDeadline = deadline
-                    if now < deadline { return }
-                }
-            }
-            pendingClose = nil
-            writeApplicationClose(pending, now: now)
+        // Control frames written before close() (ERROR, GOAWAY) leave first, then
+        // CONNECTION_CLOSE. If pacing or congestion holds them back, the close waits a little
+        // (the lifecycle's linger) rather than lose them. A server whose client never opened
+        // the control stream has nowhere to write them: it closes at once.
+        switch lifecycle.beginFlush(controlPending: control.hasUnsent && (!isServer || controlStreamID >= 0)) {
+        case .skip:
             return
+        case .write:
+            dropStaleDatagrams(now: now)
+            writePackets(now: now, includeDatagrams: true)
+        case .writeControlFirst:
+            writePackets(now: now, includeDatagrams: false)
+            if case .close(let request) = lifecycle.afterControlWrite(controlStillPending: control.hasUnsent, now: now) {
+                writeApplicationClose(request, now: now)
+            }
+        case .close(let request):
+            writeApplicationClose(request, now: now)
         }
-        dropStaleDatagrams(now: now)
-        writePackets(now: now, includeDatagrams: true)
     }
 
     private func writePackets(now: UInt64, includeDatagrams: Bool) {
@@ -252,7 +228,7 @@ extension QUICConnection {
                     }
                     written = n
                     break
-                } else if includeDatagrams, let head = datagrams.first, case .established = state {
+                } else if includeDatagrams, let head = datagrams.first, lifecycle.phase == .established {
                     if Int(head.length) > maxDatagramPayloadSize {
                         dropHead(reason: .tooLarge)
                         continue
@@ -331,7 +307,7 @@ extension QUICConnection {
 
     // MARK: Closing
 
-    private func writeApplicationClose(_ pending: (code: UInt64, isApplication: Bool, reason: [UInt8]), now: UInt64) {
+    private func writeApplicationClose(_ pending: ConnectionLifecycle.RequestedClose, now: UInt64) {
         var ccerr = ngtcp2_connection_close_error()
         ngtcp2_connection_close_error_default(&ccerr)
         pending.reason.withUnsafeBufferPointer { reason in
@@ -377,60 +353,39 @@ extension QUICConnection {
         closePacket = Array(buffer.prefix(n))
         endpoint.sendRaw(closePacket, to: ngtcp2_addr(addr: remote, addrlen: path.pointee.path.remote.addrlen),
                          from: path.pointee.path.local)
-        let pto = ngtcp2_conn_get_pto(conn)
-        state = .closing(until: now &+ 3 &* pto)
+        lifecycle.closeSent(now: now, pto: ngtcp2_conn_get_pto(conn))
         dropAll(reason: .notReady)
-        endpoint.scheduleTimer(self, deadline: now &+ 3 &* pto)
+        endpoint.scheduleTimer(self, deadline: nextDeadline)
     }
 
     private func enterDraining(now: UInt64) {
-        let pto = conn.map { ngtcp2_conn_get_pto($0) } ?? 1_000_000_000
-        state = .draining(until: now &+ 3 &* pto)
+        lifecycle.peerClosed(now: now, pto: conn.map { ngtcp2_conn_get_pto($0) } ?? 1_000_000_000)
         dropAll(reason: .notReady)
-        endpoint.scheduleTimer(self, deadline: now &+ 3 &* pto)
+        endpoint.scheduleTimer(self, deadline: nextDeadline)
     }
 
     // MARK: Timers
 
-    /// The next time ngtcp2 or the closing period needs attention.
+    /// The next time ngtcp2, the close linger, held ACKs or the closing period need attention.
     var nextDeadline: UInt64 {
-        switch state {
-        case .closing(let until), .draining(let until): return until
-        case .closed: return .max
-        case .handshaking, .established:
-            guard let conn else { return .max }
-            let deadline = min(ngtcp2_conn_get_expiry(conn), closeLingerDeadline ?? .max)
-            // ACK coalescing: after packets that only carried datagrams, ngtcp2 wants to ACK
-            // within min(max_ack_delay, smoothed RTT / 8), which on a short path means one
-            // ACK-only packet per packet received. Nothing else is waiting to be sent, so hold
-            // the timer until `ackCoalescingNanoseconds` after the first unacknowledged one
-            // (well inside the 25 ms max_ack_delay we advertise). Any write sends the ACK earlier.
-            if let since = ackPendingSince, datagrams.isEmpty, !control.hasUnsent, closeLingerDeadline == nil {
-                return max(deadline, since &+ Self.ackCoalescingNanoseconds)
-            }
-            return deadline
-        }
+        let expiry = conn.map { ngtcp2_conn_get_expiry($0) } ?? .max
+        return lifecycle.nextDeadline(ngtcp2Expiry: expiry, nothingToSend: datagrams.isEmpty && !control.hasUnsent)
     }
 
     /// Called when the connection's timer fires.
     func handleTimer(now: UInt64) {
-        switch state {
-        case .closing(let until), .draining(let until):
-            if now >= until { endpoint.destroy(self) }
-        case .closed:
+        let step = lifecycle.timerFired(now: now, ngtcp2Expiry: conn.map { ngtcp2_conn_get_expiry($0) } ?? .max)
+        if step.destroy {
+            endpoint.destroy(self)
             return
-        case .handshaking, .established:
-            guard let conn else { return }
-            if let linger = closeLingerDeadline, linger <= now {
-                endpoint.scheduleFlush(self)
-            }
-            guard ngtcp2_conn_get_expiry(conn) <= now else { return }
-            let rv = ngtcp2_conn_handle_expiry(conn, now)
-            if rv != 0 {
-                handleFatal(rv, now: now)
-                return
-            }
-            endpoint.scheduleFlush(self)
         }
+        if step.flushForLinger { endpoint.scheduleFlush(self) }
+        guard step.handleExpiry, let conn else { return }
+        let rv = ngtcp2_conn_handle_expiry(conn, now)
+        if rv != 0 {
+            handleFatal(rv, now: now)
+            return
+        }
+        endpoint.scheduleFlush(self)
     }
 }

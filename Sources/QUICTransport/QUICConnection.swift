@@ -6,20 +6,6 @@ internal import CNGTCP2
 /// One QUIC connection: owns the `ngtcp2_conn` and the GnuTLS session, its datagram send queue
 /// and its control-stream send buffer. Confined to its endpoint's thread.
 public final class QUICConnection {
-    /// The connection's lifecycle.
-    enum State {
-        /// Handshake in progress.
-        case handshaking
-        /// Handshake complete; datagrams and stream data flow.
-        case established
-        /// We sent CONNECTION_CLOSE; we answer further packets with it until the deadline.
-        case closing(until: UInt64)
-        /// The peer closed (or we saw its CONNECTION_CLOSE); we stay silent until the deadline.
-        case draining(until: UInt64)
-        /// Resources released.
-        case closed
-    }
-
     /// A handle unique within the endpoint, for the layer above to key its own state.
     public let id: UInt64
     /// Whether this is the server side of the connection.
@@ -27,10 +13,11 @@ public final class QUICConnection {
     /// Free for the layer above (the relay keeps its per-connection state here).
     public var context: AnyObject?
     /// The peer's current address (it changes with NAT rebinding and migration).
-    public internal(set) var remoteAddress: SocketAddress
+    public internal(set) var remoteAddress: TransportAddress
 
     unowned let endpoint: QUICEndpoint
-    var state: State = .handshaking
+    /// Phase, requested close, ACK coalescing, closing/draining periods (a pure value).
+    var lifecycle = ConnectionLifecycle(ackThreshold: QUICConfiguration.ackThreshold)
     var conn: OpaquePointer?
     var session: gnutls_session_t?
     let connRef: UnsafeMutablePointer<ngtcp2_crypto_conn_ref>
@@ -41,38 +28,24 @@ public final class QUICConnection {
     // Timer bookkeeping (see TimerHeap).
     var scheduledDeadline: UInt64 = .max
     var isQueuedForFlush = false
-    /// When the oldest received packet whose ACK is being held arrived (ACK coalescing).
-    var ackPendingSince: UInt64?
-    /// Packets received since the last write whose ACK is held.
-    var heldAckPackets = 0
     /// Set by callbacks while a packet is read when it needs an answer sooner than an ACK.
     var packetNeedsPromptWrite = false
-    /// How long ACKs of datagram-only packets may be held (see `nextDeadline`).
-    static let ackCoalescingNanoseconds: UInt64 = 5_000_000
-
-    // Deferred actions: public mutators may be called from inside ngtcp2 callbacks.
-    var pendingClose: (code: UInt64, isApplication: Bool, reason: [UInt8])?
+    /// Whether the delegate has heard `connectionClosed`.
     var closeNotified = false
-    /// While control data waits to leave before a requested close: give up waiting at this time.
-    var closeLingerDeadline: UInt64?
-    /// How long a close waits for pending control frames (ERROR, GOAWAY) to be sent.
-    static let closeLingerNanoseconds: UInt64 = 250_000_000
-    var callbackError: QUICCloseReason?
 
     // Sending.
     var datagrams: DatagramQueue
     var control = StreamSendBuffer()
     var controlStreamID: Int64 = -1
     var controlStreamBlocked = false
+    /// Our CONNECTION_CLOSE, kept to answer late packets in the closing period.
     var closePacket: [UInt8] = []
-    var packetsSinceCloseSent = 0
-    var closeResendThreshold = 1
 
     /// Counters for the layer above.
     public internal(set) var datagramsReceived: UInt64 = 0
     public internal(set) var datagramsSent: UInt64 = 0
 
-    init(id: UInt64, endpoint: QUICEndpoint, isServer: Bool, remote: SocketAddress) {
+    init(id: UInt64, endpoint: QUICEndpoint, isServer: Bool, remote: TransportAddress) {
         self.id = id
         self.endpoint = endpoint
         self.isServer = isServer
@@ -100,16 +73,13 @@ public final class QUICConnection {
         while let entry = datagrams.removeFirst() { endpoint.slabs.release(entry.slot) }
         datagrams.shrinkIfEmpty()
         control.removeAll()
-        state = .closed
+        lifecycle.released()
     }
 
     // MARK: Public API (endpoint thread only)
 
     /// Whether the handshake has completed and the connection is not closing.
-    public var isEstablished: Bool {
-        if case .established = state { return pendingClose == nil }
-        return false
-    }
+    public var isEstablished: Bool { lifecycle.isOpen }
 
     /// Whether the peer advertised DATAGRAM support (`max_datagram_frame_size` > 0).
     public var peerSupportsDatagrams: Bool {
@@ -135,9 +105,9 @@ public final class QUICConnection {
 
     /// The local address the peer's packets arrive on (the current path's local side): on a
     /// wildcard-bound server, the address the client reached.
-    public var localAddress: SocketAddress? {
+    public var localAddress: TransportAddress? {
         guard let conn, let path = ngtcp2_conn_get_path(conn), let local = path.pointee.local.addr else { return nil }
-        return SocketAddress(sockaddr: local, length: path.pointee.local.addrlen)
+        return TransportAddress(sockaddr: local, length: path.pointee.local.addrlen)
     }
 
     /// The server name (SNI) the client asked for, if any (server role).
@@ -182,7 +152,7 @@ public final class QUICConnection {
 
     /// Appends bytes to the control stream (client: opens it on first use). `fin` ends it.
     public func writeControl(_ bytes: [UInt8], fin: Bool = false) {
-        guard case .established = state, pendingClose == nil else { return }
+        guard lifecycle.isOpen else { return }
         control.append(bytes, fin: fin)
         endpoint.scheduleFlush(self)
     }
@@ -191,14 +161,9 @@ public final class QUICConnection {
     /// transport code. CONNECTION_CLOSE goes out on the next flush; the delegate hears
     /// `connectionClosed` once.
     public func close(errorCode: UInt64, isApplicationError: Bool = true, reason: String = "") {
-        switch state {
-        case .handshaking, .established:
-            guard pendingClose == nil else { return }
-            pendingClose = (errorCode, isApplicationError, Array(reason.utf8.prefix(256)))
-            endpoint.scheduleFlush(self)
-        case .closing, .draining, .closed:
-            return
-        }
+        let request = ConnectionLifecycle.RequestedClose(code: errorCode, isApplication: isApplicationError,
+                                                         reason: Array(reason.utf8.prefix(256)))
+        if lifecycle.requestClose(request) { endpoint.scheduleFlush(self) }
     }
 
     // MARK: Notifications to the delegate

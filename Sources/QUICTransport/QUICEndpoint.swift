@@ -36,7 +36,7 @@ public final class QUICEndpoint: @unchecked Sendable {
     public let role: Role
     public let configuration: QUICConfiguration
     /// The bound address (the real port when 0 was asked for).
-    public let localAddress: SocketAddress
+    public let localAddress: TransportAddress
     /// Receives events on the loop thread. Set before `start()`.
     public var delegate: (any QUICEndpointDelegate)?
     let logger: Logger
@@ -88,7 +88,7 @@ public final class QUICEndpoint: @unchecked Sendable {
     public let counters = QUICEndpointCounters()
 
     /// Binds the socket. `start()` begins serving.
-    public init(role: Role, configuration: QUICConfiguration, bindAddress: SocketAddress, logger: Logger) throws(QUICTransportError) {
+    public init(role: Role, configuration: QUICConfiguration, bindAddress: TransportAddress, logger: Logger) throws(QUICTransportError) {
         self.role = role
         self.configuration = configuration
         self.logger = logger
@@ -422,7 +422,7 @@ public final class QUICEndpoint: @unchecked Sendable {
 
     /// Opens a connection to `address` (loop thread only). `serverName` goes into SNI and is
     /// checked against the certificate when a trusted CA file is configured.
-    public func connect(to address: SocketAddress, serverName: String? = nil) -> QUICConnection? {
+    public func connect(to address: TransportAddress, serverName: String? = nil) -> QUICConnection? {
         guard role == .client else { return nil }
         let now = MonotonicClock.now()
         let remoteStorage = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 1)
@@ -512,7 +512,7 @@ public final class QUICEndpoint: @unchecked Sendable {
             counters.packetsDropped.add(1, ordering: .relaxed)
             return
         }
-        guard let remote = SocketAddress(sockaddr: source, length: path.pointee.remote.addrlen) else { return }
+        guard let remote = TransportAddress(sockaddr: source, length: path.pointee.remote.addrlen) else { return }
         switch delegate?.endpoint(self, shouldAccept: remote) ?? .accept {
         case .accept: break
         case .drop:

@@ -51,7 +51,7 @@ public enum DatagramDropReason: Error, Sendable, Equatable {
 /// may call back into the connection (sending, writing, closing are all deferred safely).
 public protocol QUICEndpointDelegate: AnyObject {
     /// Server role: a client's first Initial packet arrived from `remote`.
-    func endpoint(_ endpoint: QUICEndpoint, shouldAccept remote: SocketAddress) -> QUICAdmission
+    func endpoint(_ endpoint: QUICEndpoint, shouldAccept remote: TransportAddress) -> QUICAdmission
     /// The handshake completed (ALPN matched; transport parameters of the peer are known).
     func connectionEstablished(_ connection: QUICConnection)
     /// A DATAGRAM frame arrived. The bytes are valid only during the call.
@@ -68,7 +68,7 @@ public protocol QUICEndpointDelegate: AnyObject {
 }
 
 extension QUICEndpointDelegate {
-    public func endpoint(_ endpoint: QUICEndpoint, shouldAccept remote: SocketAddress) -> QUICAdmission { .accept }
+    public func endpoint(_ endpoint: QUICEndpoint, shouldAccept remote: TransportAddress) -> QUICAdmission { .accept }
     public func connection(_ connection: QUICConnection, didDropQueuedDatagrams count: Int, reason: DatagramDropReason) {}
     public func endpointDidTick(_ endpoint: QUICEndpoint) {}
 }

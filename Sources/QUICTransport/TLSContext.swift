@@ -77,7 +77,7 @@ final class TLSContext {
                 return gnutls_alpn_set_protocols(session, &datum, 1, flags) == 0
             }
         }
-        if ok, !isServer, let serverName, !serverName.isEmpty, SocketAddress(ipAddress: serverName, port: 0) == nil {
+        if ok, !isServer, let serverName, !serverName.isEmpty, TransportAddress(ipAddress: serverName, port: 0) == nil {
             ok = gnutls_server_name_set(session, GNUTLS_NAME_DNS, serverName, serverName.utf8.count) == 0
             if ok && verifyPeer {
                 gnutls_session_set_verify_cert(session, serverName, 0)

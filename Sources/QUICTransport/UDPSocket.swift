@@ -7,7 +7,7 @@ internal import CNGTCP2
 final class UDPSocket {
     let fd: Int32
     /// The bound address (with the kernel-chosen port when 0 was asked for).
-    let localAddress: SocketAddress
+    let localAddress: TransportAddress
     /// Whether UDP_SEGMENT (GSO) is usable on this socket.
     let supportsSegmentationOffload: Bool
     /// Whether each received packet reports the local address it arrived on (and sends name
@@ -17,7 +17,7 @@ final class UDPSocket {
     /// Binds `address`. With `reportDestination` and a wildcard address, the kernel reports
     /// each packet's destination (IP_PKTINFO / IPV6_RECVPKTINFO), so replies can leave from
     /// the address the peer reached.
-    init(binding address: SocketAddress, reportDestination: Bool = false) throws(QUICTransportError) {
+    init(binding address: TransportAddress, reportDestination: Bool = false) throws(QUICTransportError) {
         let fd = socket(address.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .system(.socket, "socket") }
         var one: Int32 = 1
@@ -49,7 +49,7 @@ final class UDPSocket {
         var actualLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let named = storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &actualLength) }
         guard named == 0,
-              let actual = storage.withMemoryRebound(to: sockaddr.self, capacity: 1, { SocketAddress(sockaddr: $0, length: actualLength) })
+              let actual = storage.withMemoryRebound(to: sockaddr.self, capacity: 1, { TransportAddress(sockaddr: $0, length: actualLength) })
         else {
             let error = QUICTransportError.system(.bind, "getsockname")
             close(fd)

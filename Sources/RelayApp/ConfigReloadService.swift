@@ -1,6 +1,6 @@
 import Logging
 import RelayConfig
-import RelayServer
+import RelayEngine
 import ServiceLifecycle
 import Synchronization
 import UnixSignals

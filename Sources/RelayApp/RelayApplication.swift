@@ -6,7 +6,7 @@ import QUICTransport
 import RelayAdmin
 import RelayConfig
 import RelayFallback
-import RelayServer
+import RelayEngine
 import ServiceLifecycle
 
 /// The relay process as one `Service`: it turns checked settings into the core's
@@ -43,7 +43,7 @@ public struct RelayApplication: Service {
             configuration.tokens.trustedKeys.insert(developer)
             Self.announceDevelopmentMode(settings, logger: logger)
         }
-        guard let bindAddress = SocketAddress(ipAddress: settings.server.listenAddress, port: settings.server.listenPort) else {
+        guard let bindAddress = TransportAddress(ipAddress: settings.server.listenAddress, port: settings.server.listenPort) else {
             throw RelayAppError("server.listen_addr: '\(settings.server.listenAddress)' is not an IP address")
         }
         if configuration.tokens.trustedKeys.isEmpty {

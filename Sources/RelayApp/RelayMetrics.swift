@@ -1,7 +1,7 @@
 import CoreMetrics
 import Prometheus
 import RelayCore
-import RelayServer
+import RelayEngine
 import Synchronization
 
 /// Every metric of DESIGN §7, declared once through swift-metrics and exported by

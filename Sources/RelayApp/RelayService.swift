@@ -2,7 +2,7 @@ import Logging
 import NIOPosix
 import RelayAdmin
 import RelayFallback
-import RelayServer
+import RelayEngine
 import ServiceLifecycle
 
 /// The relay as a `Service`: serves until graceful shutdown, then drains — GOAWAY to every

@@ -2,7 +2,7 @@ import Foundation
 import QUICTransport
 import RelayConfig
 import RelayCore
-import RelayServer
+import RelayEngine
 
 extension RelaySettings {
     /// The QUIC endpoint's configuration.

@@ -1,7 +1,7 @@
 import Foundation
 import RelayConfig
 import RelayCore
-import RelayServer
+import RelayEngine
 import QUICTransport
 
 /// Every check `serve` makes before binding a socket, shared with `config check` (DESIGN §2

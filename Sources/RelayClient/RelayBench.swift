@@ -76,7 +76,7 @@ public final class RelayBench: RelaySessionDelegate, @unchecked Sendable {
 
     /// Opens side A of every pair, then side B, in batches; returns when all are paired or
     /// `timeout` passed (then throws with what went wrong).
-    public func establish(relay: SocketAddress, serverName: String?, tokens: [(token: [UInt8], a: PeerID, b: PeerID)],
+    public func establish(relay: TransportAddress, serverName: String?, tokens: [(token: [UInt8], a: PeerID, b: PeerID)],
                           timeout: Duration = .seconds(60)) async throws {
         let deadline = ContinuousClock.now + timeout
         let batch = 100

@@ -46,7 +46,7 @@ public final class RelayClient: RelaySessionDelegate, @unchecked Sendable {
     }
 
     /// Opens a session on `client` (start it first) and sends ALLOCATE once the handshake completes.
-    public static func connect(client: RelayClientEndpoint, relay: SocketAddress, serverName: String? = nil,
+    public static func connect(client: RelayClientEndpoint, relay: TransportAddress, serverName: String? = nil,
                                peerID: PeerID, token: [UInt8]) async throws -> RelayClient {
         let relayClient = RelayClient(client: client)
         let opened: Bool = await withCheckedContinuation { done in
@@ -64,7 +64,7 @@ public final class RelayClient: RelaySessionDelegate, @unchecked Sendable {
     /// - Parameters:
     ///   - tls: Use TLS 1.3 (default); `false` for a relay with `fallback.tls = false`.
     ///   - caPath: PEM CAs to verify the relay with; without, the certificate is not verified.
-    public static func connectTCP(client: RelayClientEndpoint, relay: SocketAddress, serverName: String? = nil,
+    public static func connectTCP(client: RelayClientEndpoint, relay: TransportAddress, serverName: String? = nil,
                                   peerID: PeerID, token: [UInt8], tls: Bool = true, caPath: String? = nil,
                                   timeout: Duration = .seconds(10)) async throws -> RelayClient {
         let relayClient = RelayClient(client: client, transport: .tcp)
@@ -86,7 +86,7 @@ public final class RelayClient: RelaySessionDelegate, @unchecked Sendable {
 
     /// QUIC first; when the relay does not answer over QUIC within `quicTimeout` (UDP blocked,
     /// handshake failed), the TCP fallback (DESIGN §8, §9).
-    public static func connectWithFallback(client: RelayClientEndpoint, relay: SocketAddress, serverName: String? = nil,
+    public static func connectWithFallback(client: RelayClientEndpoint, relay: TransportAddress, serverName: String? = nil,
                                            peerID: PeerID, token: [UInt8], quicTimeout: Duration = .seconds(3),
                                            tls: Bool = true, caPath: String? = nil) async throws -> RelayClient {
         let quicError: String

@@ -11,7 +11,7 @@ public final class RelayClientEndpoint: QUICEndpointDelegate, @unchecked Sendabl
     private var sessions: [UInt64: RelaySession] = [:]
 
     /// Binds a UDP socket (`bindAddress` port 0 = any).
-    public init(configuration: QUICConfiguration = QUICConfiguration(), bindAddress: SocketAddress, logger: Logger) throws {
+    public init(configuration: QUICConfiguration = QUICConfiguration(), bindAddress: TransportAddress, logger: Logger) throws {
         var configuration = configuration
         if configuration.keepAliveInterval == nil { configuration.keepAliveInterval = .seconds(15) }
         endpoint = try QUICEndpoint(role: .client, configuration: configuration, bindAddress: bindAddress, logger: logger)
@@ -26,7 +26,7 @@ public final class RelayClientEndpoint: QUICEndpointDelegate, @unchecked Sendabl
     }
 
     /// Opens a session (loop thread only): QUIC handshake, then ALLOCATE with `token` as `peerID`.
-    public func open(relay: SocketAddress, serverName: String?, peerID: PeerID, token: [UInt8],
+    public func open(relay: TransportAddress, serverName: String?, peerID: PeerID, token: [UInt8],
                      delegate: any RelaySessionDelegate) -> RelaySession? {
         guard let connection = endpoint.connect(to: relay, serverName: serverName) else { return nil }
         let session = RelaySession(connection: connection, peerID: peerID, token: token)

@@ -35,7 +35,7 @@ final class TCPRelaySession: Sendable {
     ///   - tls: `nil` for plain TCP; else the server name to send (SNI) and an optional CA file
     ///     (without one the certificate is not verified: payloads are end-to-end encrypted).
     static func connect(
-        to relay: QUICTransport.SocketAddress, tls: (serverName: String?, caPath: String?)?, peerID: PeerID, token: [UInt8],
+        to relay: TransportAddress, tls: (serverName: String?, caPath: String?)?, peerID: PeerID, token: [UInt8],
         timeout: Duration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         deliver: @escaping @Sendable (Event) -> Void
     ) async throws -> TCPRelaySession {

@@ -2,7 +2,7 @@ import Logging
 import NIOCore
 import QUICTransport
 import RelayCore
-import RelayServer
+import RelayEngine
 import Synchronization
 import Yamux
 import YamuxNIO
@@ -24,7 +24,7 @@ final class FallbackConnection: RelayPeerLink, @unchecked Sendable {
     /// The most datagrams handed to the relay per hop.
     static let batchSize = 128
 
-    let remoteAddress: QUICTransport.SocketAddress
+    let remoteAddress: TransportAddress
     let localHost: String
     let eventLoop: any EventLoop
     private let relay: RelayServer
@@ -42,7 +42,7 @@ final class FallbackConnection: RelayPeerLink, @unchecked Sendable {
     private var unexpectedStreamLog = LogThrottle<Int>()
     private let queuedOutboundBytes = Atomic<Int>(0)
 
-    init(remoteAddress: QUICTransport.SocketAddress, localHost: String, eventLoop: any EventLoop, relay: RelayServer, logger: Logger) {
+    init(remoteAddress: TransportAddress, localHost: String, eventLoop: any EventLoop, relay: RelayServer, logger: Logger) {
         self.remoteAddress = remoteAddress
         self.localHost = localHost
         self.eventLoop = eventLoop

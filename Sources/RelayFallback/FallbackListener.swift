@@ -5,7 +5,7 @@ import NIOSSL
 import NIOTLS
 import QUICTransport
 import RelayCore
-import RelayServer
+import RelayEngine
 import YamuxNIO
 
 /// The TCP fallback listener (DESIGN §9): TCP on the relay's `listen_port`, TLS 1.3 with
@@ -65,7 +65,7 @@ public final class FallbackListener: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    guard let remote = channel.remoteAddress.flatMap(QUICTransport.SocketAddress.init(nio:)) else {
+                    guard let remote = channel.remoteAddress.flatMap(TransportAddress.init(nio:)) else {
                         channel.close(promise: nil)
                         return
                     }
@@ -136,7 +136,7 @@ final class ALPNGate: ChannelInboundHandler, RemovableChannelHandler, @unchecked
     }
 }
 
-extension QUICTransport.SocketAddress {
+extension TransportAddress {
     /// The relay's address type from NIO's (IP addresses only).
     init?(nio address: NIOCore.SocketAddress) {
         guard let ip = address.ipAddress, let port = address.port, let port16 = UInt16(exactly: port) else { return nil }

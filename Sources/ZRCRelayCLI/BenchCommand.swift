@@ -68,8 +68,8 @@ extension ClientCommand {
             quic.trustedCAPath = target.ca
             quic.tickInterval = .milliseconds(1)
             quic.keepAliveInterval = .seconds(15)
-            let any = address.host.isV4 ? SocketAddress(host: .v4(0, 0, 0, 0), port: 0)
-                                        : SocketAddress(host: .v6([UInt8](repeating: 0, count: 16), scopeID: 0), port: 0)
+            let any = address.host.isV4 ? TransportAddress(host: .v4(0, 0, 0, 0), port: 0)
+                                        : TransportAddress(host: .v6([UInt8](repeating: 0, count: 16), scopeID: 0), port: 0)
             let endpoint = try RelayClientEndpoint(configuration: quic, bindAddress: any, logger: logger)
             try endpoint.start()
             defer { endpoint.stop() }
@@ -120,7 +120,7 @@ private func zip<A, B>(_ a: A?, _ b: B?) -> (A, B)? {
     return (a, b)
 }
 
-extension SocketAddress.Host {
+extension TransportAddress.Host {
     var isV4: Bool { if case .v4 = self { true } else { false } }
 }
 

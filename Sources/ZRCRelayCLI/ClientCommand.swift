@@ -38,7 +38,7 @@ struct RelayTarget: ParsableArguments {
     }
 
     /// Opens one peer's session with the chosen transport.
-    func connect(endpoint: RelayClientEndpoint, address: SocketAddress, serverName: String?, peerID: PeerID,
+    func connect(endpoint: RelayClientEndpoint, address: TransportAddress, serverName: String?, peerID: PeerID,
                  token: [UInt8]) async throws -> RelayClient {
         switch transport {
         case .quic:
@@ -52,26 +52,26 @@ struct RelayTarget: ParsableArguments {
         }
     }
 
-    func resolve() throws -> (SocketAddress, String?) {
+    func resolve() throws -> (TransportAddress, String?) {
         guard let colon = relay.lastIndex(of: ":"), let port = UInt16(relay[relay.index(after: colon)...]) else {
             throw ValidationError("--relay must be HOST:PORT")
         }
         var host = String(relay[..<colon])
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard let address = SocketAddress.resolve(host: host, port: port) else { throw ValidationError("cannot resolve \(host)") }
-        let name = serverName ?? (SocketAddress(ipAddress: host, port: 0) == nil ? host : nil)
+        guard let address = TransportAddress.resolve(host: host, port: port) else { throw ValidationError("cannot resolve \(host)") }
+        let name = serverName ?? (TransportAddress(ipAddress: host, port: 0) == nil ? host : nil)
         return (address, name)
     }
 
-    func makeEndpoint(for address: SocketAddress) throws -> RelayClientEndpoint {
+    func makeEndpoint(for address: TransportAddress) throws -> RelayClientEndpoint {
         var logger = Logger(label: "zrc-relay-client")
         logger.logLevel = .error
         var quic = QUICConfiguration()
         quic.trustedCAPath = ca
-        let any: SocketAddress
+        let any: TransportAddress
         switch address.host {
-        case .v4: any = SocketAddress(host: .v4(0, 0, 0, 0), port: 0)
-        case .v6: any = SocketAddress(host: .v6([UInt8](repeating: 0, count: 16), scopeID: 0), port: 0)
+        case .v4: any = TransportAddress(host: .v4(0, 0, 0, 0), port: 0)
+        case .v6: any = TransportAddress(host: .v6([UInt8](repeating: 0, count: 16), scopeID: 0), port: 0)
         }
         let endpoint = try RelayClientEndpoint(configuration: quic, bindAddress: any, logger: logger)
         try endpoint.start()

@@ -3,7 +3,7 @@ import Foundation
 import Logging
 import RelayApp
 import RelayConfig
-import RelayServer
+import RelayEngine
 
 /// `zrc-relay serve`: runs the relay.
 struct ServeCommand: AsyncParsableCommand {

@@ -22,7 +22,7 @@ final class RecordingDelegate: QUICEndpointDelegate, @unchecked Sendable {
 
     init(echo: Bool = false) { self.echo = echo }
 
-    func endpoint(_ endpoint: QUICEndpoint, shouldAccept remote: SocketAddress) -> QUICAdmission {
+    func endpoint(_ endpoint: QUICEndpoint, shouldAccept remote: TransportAddress) -> QUICAdmission {
         state.withLock { $0.admissions += 1 }
         return admission
     }
@@ -79,7 +79,7 @@ struct QUICPair {
         configure(&serverConfig)
         var clientConfig = QUICConfiguration()
         configureClient(&clientConfig)
-        let loopback = SocketAddress(ipAddress: "127.0.0.1", port: 0)!
+        let loopback = TransportAddress(ipAddress: "127.0.0.1", port: 0)!
         server = try QUICEndpoint(role: .server, configuration: serverConfig, bindAddress: loopback, logger: logger)
         client = try QUICEndpoint(role: .client, configuration: clientConfig, bindAddress: loopback, logger: logger)
         serverEvents = RecordingDelegate(echo: serverEcho)

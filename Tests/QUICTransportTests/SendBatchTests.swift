@@ -10,7 +10,7 @@ import Testing
     /// Commits `sizes.count` packets (byte `i` everywhere in packet `i`) to `receiver`, flushes,
     /// and returns what the receiver got.
     static func roundTrip(sizes: [Int], gso: Bool, extraDestinationAt: Int? = nil) throws -> (received: [[UInt8]], batch: SendBatch) {
-        let loopback = SocketAddress(ipAddress: "127.0.0.1", port: 0)!
+        let loopback = TransportAddress(ipAddress: "127.0.0.1", port: 0)!
         let sender = try UDPSocket(binding: loopback)
         let receiver = try UDPSocket(binding: loopback)
         let other = try UDPSocket(binding: loopback)
@@ -69,15 +69,15 @@ import Testing
     /// the address each slot names, and GSO groups never merge packets of two sources.
     @Test(arguments: [false, true])
     func packetsLeaveFromTheSourceEachSlotNames(gso: Bool) throws {
-        let sender = try UDPSocket(binding: SocketAddress(ipAddress: "0.0.0.0", port: 0)!, reportDestination: true)
+        let sender = try UDPSocket(binding: TransportAddress(ipAddress: "0.0.0.0", port: 0)!, reportDestination: true)
         #expect(sender.reportsDestinationAddress)
-        let receiver = try UDPSocket(binding: SocketAddress(ipAddress: "127.0.0.1", port: 0)!)
+        let receiver = try UDPSocket(binding: TransportAddress(ipAddress: "127.0.0.1", port: 0)!)
         let batch = SendBatch(capacity: 16, segmentationOffload: gso && sender.supportsSegmentationOffload, namesSource: true)
         let storage = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 3)
         defer { storage.deallocate() }
         let destinationLength = receiver.localAddress.write(to: storage)
-        let sourceLengths = [SocketAddress(ipAddress: "127.0.0.2", port: 0)!.write(to: storage + 1),
-                             SocketAddress(ipAddress: "127.0.0.3", port: 0)!.write(to: storage + 2)]
+        let sourceLengths = [TransportAddress(ipAddress: "127.0.0.2", port: 0)!.write(to: storage + 1),
+                             TransportAddress(ipAddress: "127.0.0.3", port: 0)!.write(to: storage + 2)]
         let plan = [1, 1, 1, 2, 2, 1]  // which source each packet names
         for (index, source) in plan.enumerated() {
             memset(batch.nextBuffer, Int32(index), 1000)
@@ -103,7 +103,7 @@ import Testing
             }
             if n > 0 {
                 let address = UnsafeRawPointer(from).withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    SocketAddress(sockaddr: $0, length: fromLength)
+                    TransportAddress(sockaddr: $0, length: fromLength)
                 }
                 sources.append(address?.hostString ?? "?")
                 #expect(n == 1000 && buffer[0] == UInt8(sources.count - 1))

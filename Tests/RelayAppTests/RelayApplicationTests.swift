@@ -6,7 +6,7 @@ import QUICTransport
 import RelayClient
 import RelayConfig
 import RelayCore
-import RelayServer
+import RelayEngine
 import ServiceLifecycleTestKit
 import Testing
 import ZRCTestSupport
@@ -15,8 +15,8 @@ import ZRCTestSupport
 @Suite(.serialized) struct RelayApplicationTests {
     let key = Curve25519.Signing.PrivateKey()
     var signer: SignerKey { SignerKey(bytes: key.publicKey.rawRepresentation)! }
-    let port = Self.freePort()
-    let metricsPort = Self.freePort()
+    /// Port 0 everywhere: the kernel picks free ports, so parallel tests never collide.
+    let port: UInt16 = 0
 
     static var quiet: Logger {
         var logger = Logger(label: "test")
@@ -24,22 +24,9 @@ import ZRCTestSupport
         return logger
     }
 
-    /// A port free for UDP and TCP on 127.0.0.1 right now.
-    static func freePort() -> UInt16 {
-        for _ in 0..<50 {
-            let candidate = UInt16.random(in: 20_000...60_000)
-            let address = SocketAddress(ipAddress: "127.0.0.1", port: candidate)!
-            if ListenPreflight.firstFailure([
-                .init(key: "t", host: "127.0.0.1", port: candidate, isUDP: true),
-                .init(key: "t", host: "127.0.0.1", port: candidate, isUDP: false),
-            ]) == nil { return address.port }
-        }
-        return 0
-    }
-
     func flags(_ extra: [String] = []) -> [String] {
         ["--server.listen-addr", "127.0.0.1", "--server.listen-port", "\(port)",
-         "--metrics.listen", "127.0.0.1:\(metricsPort)", "--auth.trusted-keys", signer.base64url,
+         "--metrics.listen", "127.0.0.1:0", "--auth.trusted-keys", signer.base64url,
          "--server.quic-cert-path", TestCertificate.paths.cert, "--server.quic-key-path", TestCertificate.paths.key,
          "--security.connection-rate-per-ip", "1000/min", "--security.allocation-rate-per-ip", "1000/min"] + extra
     }
@@ -64,10 +51,10 @@ import ZRCTestSupport
     /// both, the relay drains (the clients leave), and `run` returns well before the drain timeout.
     @Test func servesAPairThenDrainsOnGracefulShutdown() async throws {
         let app = try application(flags: flags(), reread: { _ throws(ConfigError) in throw ConfigError(key: "t", problem: "unused") })
-        let client = try RelayClientEndpoint(bindAddress: SocketAddress(ipAddress: "127.0.0.1", port: 0)!, logger: Self.quiet)
+        let client = try RelayClientEndpoint(bindAddress: TransportAddress(ipAddress: "127.0.0.1", port: 0)!, logger: Self.quiet)
         try client.start()
         defer { client.stop() }
-        let relay = SocketAddress(ipAddress: "127.0.0.1", port: port)!
+        let relay = app.server.endpoint.localAddress
         let (peerA, peerB) = (PeerID(high: 1, low: 1), PeerID(high: 2, low: 2))
         try await testGracefulShutdown { trigger in
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -77,8 +64,16 @@ import ZRCTestSupport
                 let b = try await RelayClient.connect(client: client, relay: relay, serverName: "localhost", peerID: peerB,
                                                       token: token(peerA: peerA, peerB: peerB))
                 #expect(await b.next(where: { $0 == .frame(.peer(.paired)) }) != nil)
-                a.send([1, 2, 3])
+                #expect(await a.next(where: { $0 == .frame(.peer(.paired)) }) != nil)
+                // Datagrams may be lost: send until one arrives.
+                let sender = Task {
+                    while !Task.isCancelled {
+                        a.send([1, 2, 3])
+                        try? await Task.sleep(for: .milliseconds(100))
+                    }
+                }
                 #expect(await b.next(where: { $0 == .datagram([1, 2, 3]) }) != nil)
+                sender.cancel()
                 #expect(await app.server.isAcceptingAllocations())
 
                 let started = ContinuousClock.now
@@ -103,7 +98,7 @@ import ZRCTestSupport
     @Test func reloadAppliesReloadableKeysAndPinsRestartOnlyOnes() async throws {
         let newKey = Curve25519.Signing.PrivateKey()
         let newSigner = SignerKey(bytes: newKey.publicKey.rawRepresentation)!
-        let changed = flags(["--auth.trusted-keys", newSigner.base64url, "--server.listen-port", "1"])
+        let changed = flags(["--auth.trusted-keys", newSigner.base64url, "--server.listen-port", "4433"])
         let app = try application(flags: flags(), reread: { pinned throws(ConfigError) in
             let loader = try RelaySettingsLoader(fileText: nil, environment: [:], flags: changed, pinned: pinned)
             return (loader, try loader.settings())

@@ -19,10 +19,10 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
     /// Per-connection state, kept in `QUICConnection.context`.
     final class ConnectionState {
         var parser = ControlFrameParser(direction: .fromClient)
-        let remote: SocketAddress
+        let remote: TransportAddress
         var logger: Logger
 
-        init(remote: SocketAddress, logger: Logger) {
+        init(remote: TransportAddress, logger: Logger) {
             self.remote = remote
             self.logger = logger
         }
@@ -47,7 +47,7 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
     var allocateDeadlines: AllocateDeadlines
 
     /// Binds the QUIC socket; `start()` begins serving.
-    public init(quic: QUICConfiguration, bindAddress: SocketAddress, configuration: RelayServerConfiguration, logger: Logger) throws {
+    public init(quic: QUICConfiguration, bindAddress: TransportAddress, configuration: RelayServerConfiguration, logger: Logger) throws {
         var quic = quic
         quic.tickInterval = configuration.tickInterval
         quic.maxDatagramPayload = configuration.maxDatagramPayload
@@ -198,12 +198,12 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
 
     // MARK: QUICEndpointDelegate
 
-    public func endpoint(_ endpoint: QUICEndpoint, shouldAccept remote: SocketAddress) -> QUICAdmission {
+    public func endpoint(_ endpoint: QUICEndpoint, shouldAccept remote: TransportAddress) -> QUICAdmission {
         admit(remote)
     }
 
     /// Block and allow lists, draining, per-IP connection rate: the same for both transports.
-    func admit(_ remote: SocketAddress) -> QUICAdmission {
+    func admit(_ remote: TransportAddress) -> QUICAdmission {
         let address = remote.addressBytes
         if configuration.blocklist.contains(address) {
             counters.rateLimitHits[.blocked, default: 0] += 1
@@ -225,7 +225,7 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
 
     /// Logs a refusal of `remote` unless one was logged for that source within the last
     /// second; the next line carries how many were not logged.
-    func logRefusal(_ message: Logger.Message, _ remote: SocketAddress) {
+    func logRefusal(_ message: Logger.Message, _ remote: TransportAddress) {
         guard case .log(let suppressed) = refusalLogThrottle.record(IPRateLimiter.sourceKey(remote.addressBytes), now: now) else { return }
         var metadata: Logger.Metadata = ["zrc.peer.addr": "\(remote.hostString)"]
         if suppressed > 0 { metadata["suppressed"] = "\(suppressed)" }

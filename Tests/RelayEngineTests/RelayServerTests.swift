@@ -2,7 +2,7 @@ import Foundation
 import QUICTransport
 import RelayClient
 import RelayCore
-@testable import RelayServer
+@testable import RelayEngine
 import Testing
 
 @Suite(.serialized) struct RelayServerTests {

@@ -5,7 +5,7 @@ import QUICTransport
 import RelayClient
 import RelayCore
 import Synchronization
-@testable import RelayServer
+@testable import RelayEngine
 import ZRCTestSupport
 
 /// A relay on 127.0.0.1 with its own device key, and a client endpoint to reach it.
@@ -14,7 +14,7 @@ final class RelayHarness: @unchecked Sendable {
     let client: RelayClientEndpoint
     let key = Curve25519.Signing.PrivateKey()
     var signer: SignerKey { SignerKey(bytes: key.publicKey.rawRepresentation)! }
-    var relayAddress: SocketAddress { server.endpoint.localAddress }
+    var relayAddress: TransportAddress { server.endpoint.localAddress }
 
     init(configure: (inout RelayServerConfiguration) -> Void = { _ in }) throws {
         var logger = Logger(label: "test")
@@ -30,7 +30,7 @@ final class RelayHarness: @unchecked Sendable {
         configuration.allocationRatePerIP = (1000, .seconds(60))
         configuration.connectionRatePerIP = (1000, .seconds(60))
         configure(&configuration)
-        let loopback = SocketAddress(ipAddress: "127.0.0.1", port: 0)!
+        let loopback = TransportAddress(ipAddress: "127.0.0.1", port: 0)!
         server = try RelayServer(quic: quic, bindAddress: loopback, configuration: configuration, logger: logger)
         client = try RelayClientEndpoint(bindAddress: loopback, logger: logger)
         try server.start()

@@ -3,8 +3,10 @@ import Glibc
 #endif
 internal import CNGTCP2
 
-/// An IPv4 or IPv6 address with a port: what a UDP packet came from or goes to.
-public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
+/// An IPv4 or IPv6 address with a port — a "transport address" in the STUN/TURN sense: what a
+/// packet came from or goes to, and a relay's observed and advertised addresses. (Named apart
+/// from NIO's `SocketAddress`, which modules using both would otherwise have to qualify.)
+public struct TransportAddress: Hashable, Sendable, CustomStringConvertible {
     /// The address family and raw bytes.
     public enum Host: Hashable, Sendable {
         /// Four bytes, network order.
@@ -43,11 +45,11 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as a dual-stack socket reports IPv4
     /// peers) as plain IPv4; any other address unchanged.
-    public var unmappingIPv4: SocketAddress {
+    public var unmappingIPv4: TransportAddress {
         guard case .v6(let bytes, _) = host, bytes.count == 16,
               bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff
         else { return self }
-        return SocketAddress(host: .v4(bytes[12], bytes[13], bytes[14], bytes[15]), port: port)
+        return TransportAddress(host: .v4(bytes[12], bytes[13], bytes[14], bytes[15]), port: port)
     }
 
     /// The host alone, IPv6 without brackets.
@@ -101,8 +103,8 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Resolves `host` (a name or a literal) to its first address, with getaddrinfo.
-    public static func resolve(host: String, port: UInt16) -> SocketAddress? {
-        if let literal = SocketAddress(ipAddress: host, port: port) { return literal }
+    public static func resolve(host: String, port: UInt16) -> TransportAddress? {
+        if let literal = TransportAddress(ipAddress: host, port: port) { return literal }
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
         var result: UnsafeMutablePointer<addrinfo>?
@@ -111,7 +113,7 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         var node: UnsafeMutablePointer<addrinfo>? = first
         while let current = node {
             if let sa = current.pointee.ai_addr,
-               var address = SocketAddress(sockaddr: sa, length: current.pointee.ai_addrlen) {
+               var address = TransportAddress(sockaddr: sa, length: current.pointee.ai_addrlen) {
                 address.port = port
                 return address
             }
@@ -122,7 +124,7 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// The local address the kernel would send from to reach `remote` (a connected UDP socket's
     /// name; no packet is sent). Used as "the address the client reached" on a wildcard bind.
-    public static func localAddress(toward remote: SocketAddress) -> SocketAddress? {
+    public static func localAddress(toward remote: TransportAddress) -> TransportAddress? {
         let fd = socket(remote.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -134,7 +136,7 @@ public struct SocketAddress: Hashable, Sendable, CustomStringConvertible {
         var nameLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let named = storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &nameLength) }
         guard named == 0 else { return nil }
-        return storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress(sockaddr: $0, length: nameLength) }
+        return storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { TransportAddress(sockaddr: $0, length: nameLength) }
     }
 
     /// Decodes a kernel `sockaddr`; `nil` for families other than IPv4 and IPv6.

@@ -8,7 +8,7 @@ import RelayCore
 /// its own thread and must not block.
 public protocol RelayPeerLink: AnyObject, Sendable {
     /// The client's address (per-IP limits, logs, `observed_addr`).
-    var remoteAddress: SocketAddress { get }
+    var remoteAddress: TransportAddress { get }
     /// The address the client reached (for `relay_addr` when `server.public_addr` is unset).
     var localHost: String { get }
     /// Encoded control frames for the client, in order.

@@ -42,7 +42,7 @@ extension RelayServer {
         }
     }
 
-    private func allocationLimiterRecord(_ remote: SocketAddress) -> IPRateLimiter.Decision {
+    private func allocationLimiterRecord(_ remote: TransportAddress) -> IPRateLimiter.Decision {
         let decision = recordAllocationAttempt(remote.addressBytes)
         if decision == .limited { countRateLimit(.allocation) }
         return decision
@@ -78,7 +78,7 @@ extension RelayServer {
         if let configured = configuration.publicAddress { return configured }
         if let local = connection.localAddress?.unmappingIPv4, !local.isWildcard { return local.hostString }
         // The kernel did not report a destination: the address it routes the client through.
-        let route = SocketAddress.localAddress(toward: connection.remoteAddress)?.unmappingIPv4
+        let route = TransportAddress.localAddress(toward: connection.remoteAddress)?.unmappingIPv4
         return (route ?? endpoint.localAddress).hostString
     }
 

@@ -10,7 +10,7 @@ import ZRCTestSupport
 /// The TCP/TLS fallback listener on the same relay as the QUIC clients.
 @Suite struct FallbackTests {
     /// Starts a fallback listener for `harness` on a free TCP port of 127.0.0.1.
-    static func listener(for harness: RelayHarness, tls: Bool = true) async throws -> (FallbackListener, SocketAddress) {
+    static func listener(for harness: RelayHarness, tls: Bool = true) async throws -> (FallbackListener, TransportAddress) {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let listener = try await FallbackListener.start(
@@ -18,7 +18,7 @@ import ZRCTestSupport
                                  tls: tls ? (TestCertificate.paths.cert, TestCertificate.paths.key) : nil),
             relay: harness.server, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
         let port = UInt16(listener.localAddress?.port ?? 0)
-        return (listener, SocketAddress(ipAddress: "127.0.0.1", port: port)!)
+        return (listener, TransportAddress(ipAddress: "127.0.0.1", port: port)!)
     }
 
     @Test(arguments: [true, false])
