@@ -93,22 +93,22 @@ final class TCPRelaySession: Sendable {
     }
 
     private func wire(_ deliver: @escaping @Sendable (Event) -> Void) {
-        let parser = NIOLockedValueBox(ControlFrameParser(direction: .fromRelay))
         let control = self.control
+        // Parser and reassembly buffer are touched only by the streams' handlers, on their loop.
+        let parser = NIOLoopBoundBox.makeBoxSendingValue(ControlFrameParser(direction: .fromRelay), eventLoop: control.eventLoop)
         let multiplexer = self.multiplexer
         control.setEventHandler { event in
             switch event {
             case .data(let buffer):
                 control.consumed(buffer.readableBytes)
-                let frames: [ControlFrame]? = parser.withLockedValue { parser in
-                    do {
-                        try parser.append(buffer.readableBytesView)
-                        var frames: [ControlFrame] = []
-                        while let frame = try parser.nextFrame() { frames.append(frame) }
-                        return frames
-                    } catch {
-                        return nil
-                    }
+                let frames: [ControlFrame]?
+                do {
+                    try parser.value.append(buffer.readableBytesView)
+                    var decoded: [ControlFrame] = []
+                    while let frame = try parser.value.nextFrame() { decoded.append(frame) }
+                    frames = decoded
+                } catch {
+                    frames = nil
                 }
                 guard let frames else {
                     multiplexer.close()
@@ -120,20 +120,17 @@ final class TCPRelaySession: Sendable {
             }
         }
         let datagrams = self.datagrams
-        let inbound = NIOLockedValueBox(ByteBuffer())
+        let inbound = NIOLoopBoundBox.makeBoxSendingValue(ByteBuffer(), eventLoop: datagrams.eventLoop)
         datagrams.setEventHandler { event in
             guard case .data(var buffer) = event else { return }
             let count = buffer.readableBytes
-            let complete: [[UInt8]] = inbound.withLockedValue { inbound in
-                inbound.writeBuffer(&buffer)
-                var out: [[UInt8]] = []
-                while let size = FallbackWire.framedSize(in: inbound, at: inbound.readerIndex) {
-                    inbound.moveReaderIndex(forwardBy: 2)
-                    out.append(inbound.readBytes(length: size - 2) ?? [])
-                }
-                inbound.discardReadBytes()
-                return out
+            inbound.value.writeBuffer(&buffer)
+            var complete: [[UInt8]] = []
+            while let size = FallbackWire.framedSize(in: inbound.value, at: inbound.value.readerIndex) {
+                inbound.value.moveReaderIndex(forwardBy: 2)
+                complete.append(inbound.value.readBytes(length: size - 2) ?? [])
             }
+            inbound.value.discardReadBytes()
             datagrams.consumed(count)
             for datagram in complete { deliver(.datagram(datagram)) }
         }

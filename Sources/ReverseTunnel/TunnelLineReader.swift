@@ -1,4 +1,3 @@
-import NIOConcurrencyHelpers
 import NIOCore
 import YamuxNIO
 
@@ -13,13 +12,14 @@ enum TunnelLineReader {
     static func readLine(from stream: YamuxStreamChannel, timeout: TimeAmount) -> EventLoopFuture<[UInt8]> {
         let loop = stream.eventLoop
         let promise = loop.makePromise(of: [UInt8].self)
-        let buffer = NIOLockedValueBox(LineBuffer())
+        // Touched only by the stream's event handler, on its loop.
+        let buffer = NIOLoopBoundBox.makeBoxSendingValue(LineBuffer(), eventLoop: loop)
         let timer = loop.scheduleTask(in: timeout) { promise.fail(TunnelError.handshakeTimedOut) }
         promise.futureResult.whenComplete { _ in timer.cancel() }
         stream.setEventHandler { event in
             switch event {
             case .data(let bytes):
-                let outcome = buffer.withLockedValue { $0.append(bytes.readableBytesView) }
+                let outcome = buffer.value.append(bytes.readableBytesView)
                 if outcome.consumed > 0 { stream.consumed(outcome.consumed) }
                 switch outcome.result {
                 case .needMore, .finished: break

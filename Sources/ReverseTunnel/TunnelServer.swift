@@ -33,23 +33,27 @@ public final class TunnelServer: Sendable {
         let serial: Int
         let remote: String
         let multiplexer: YamuxMultiplexer
-        /// The client's hello stream, kept open for a `REPLACED` line (DESIGN §9 v3).
-        let helloStream = NIOLockedValueBox<YamuxStreamChannel?>(nil)
+        /// The client's hello stream, kept open for a `REPLACED` line (DESIGN §9 v3); on the
+        /// client's event loop.
+        let helloStream: NIOLoopBoundBox<YamuxStreamChannel?>
         init(serial: Int, remote: String, multiplexer: YamuxMultiplexer) {
             self.serial = serial
             self.remote = remote
             self.multiplexer = multiplexer
+            self.helloStream = .makeEmptyBox(eventLoop: multiplexer.eventLoop)
         }
 
         /// Tells the client a newer one took over (`REPLACED` on its hello stream, then GoAway
         /// normal) and closes its session shortly after, once those frames left.
         func replace() {
-            if let stream = helloStream.withLockedValue({ $0 }) {
-                stream.write(ByteBuffer(string: TunnelHello.replaced))
-                stream.closeWrite()
+            multiplexer.eventLoop.execute { [self] in
+                if let stream = helloStream.value {
+                    stream.write(ByteBuffer(string: TunnelHello.replaced))
+                    stream.closeWrite()
+                }
+                multiplexer.goAway()
+                multiplexer.eventLoop.scheduleTask(in: .milliseconds(200)) { self.multiplexer.close() }
             }
-            multiplexer.goAway()
-            multiplexer.eventLoop.scheduleTask(in: .milliseconds(200)) { self.multiplexer.close() }
         }
     }
 
@@ -123,16 +127,18 @@ public final class TunnelServer: Sendable {
         let log = logger.with("tunnel.client", "\(serial)").with("peer.addr", "\(remote)")
         let token = configuration.token
         let helloTimeout = configuration.helloTimeout
-        let authenticated = NIOLockedValueBox(token == nil)
-        let record = NIOLockedValueBox<ClientRecord?>(nil)
-        let unexpectedStreams = NIOLockedValueBox(LogThrottle<Int>())
+        // Per-connection state, touched only on the connection's event loop.
+        let loop = channel.eventLoop
+        let authenticated = NIOLoopBoundBox.makeBoxSendingValue(token == nil, eventLoop: loop)
+        let record = NIOLoopBoundBox<ClientRecord?>.makeEmptyBox(eventLoop: loop)
+        let unexpectedStreams = NIOLoopBoundBox.makeBoxSendingValue(LogThrottle<Int>(), eventLoop: loop)
         let multiplexer = YamuxMultiplexer(role: .server, configuration: configuration.yamux, eventLoop: channel.eventLoop) {
             [logger = log] stream in
             // The only stream a client opens is its hello; one is enough. Refusals are
             // charged to the session's control-frame budget; their log lines are throttled.
             guard stream.id == 1 else {
                 let now = RelayInstant(nanoseconds: NIODeadline.now().uptimeNanoseconds)
-                if case .log(let suppressed) = unexpectedStreams.withLockedValue({ $0.record(0, now: now) }) {
+                if case .log(let suppressed) = unexpectedStreams.value.record(0, now: now) {
                     logger.notice("client opened an unexpected stream; reset",
                                   metadata: ["stream": "\(stream.id)", "suppressed": "\(suppressed)"])
                 }
@@ -145,16 +151,16 @@ public final class TunnelServer: Sendable {
                 case .failure(let error): verdict = .denied("\(error)")
                 }
                 stream.write(ByteBuffer(string: TunnelHello.answer(verdict)))
-                guard let client = record.withLockedValue({ $0 }) else {
+                guard let client = record.value else {
                     stream.closeWrite()
                     return
                 }
                 switch verdict {
                 case .accepted:
                     // Kept open: a `REPLACED` line may follow when a newer client takes over.
-                    client.helloStream.withLockedValue { $0 = stream }
-                    if !authenticated.withLockedValue({ $0 }) {
-                        authenticated.withLockedValue { $0 = true }
+                    client.helloStream.value = stream
+                    if !authenticated.value {
+                        authenticated.value = true
                         self.register(client, logger: logger)
                     }
                 case .denied(let reason):
@@ -167,14 +173,14 @@ public final class TunnelServer: Sendable {
             return true
         }
         let client = ClientRecord(serial: serial, remote: remote, multiplexer: multiplexer)
-        record.withLockedValue { $0 = client }
+        record.value = client
         try channel.pipeline.syncOperations.addHandler(multiplexer)
         log.info("tunnel client connected")
         if token == nil {
             register(client, logger: log)
         } else {
             channel.eventLoop.scheduleTask(in: helloTimeout) {
-                if !authenticated.withLockedValue({ $0 }) {
+                if !authenticated.value {
                     log.warning("tunnel client sent no hello in time; closing")
                     multiplexer.close()
                 }
