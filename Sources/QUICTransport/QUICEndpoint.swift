@@ -415,6 +415,9 @@ public final class QUICEndpoint: @unchecked Sendable {
     /// Live connections (loop thread).
     public var connectionCount: Int { connectionsByHandle.count }
 
+    /// Every live connection (loop thread).
+    public var connections: [QUICConnection] { Array(connectionsByHandle.values) }
+
     /// Looks a connection up by its handle (loop thread).
     public func connection(withID id: UInt64) -> QUICConnection? { connectionsByHandle[id] }
 

@@ -15,11 +15,13 @@ struct ConfigReloadService: Service {
     let server: RelayServer
     let level: LogLevelBox
     let logger: Logger
+    /// Told the new settings after a reload was applied (the admin token).
+    var onReload: @Sendable (RelaySettings) -> Void = { _ in }
 
-    init(reread: @escaping RelayApplication.ConfigurationSource, loader: RelaySettingsLoader, settings: RelaySettings, configuration: RelayServerConfiguration,
+    init(reread: @escaping RelayApplication.ConfigurationSource, current: CurrentConfiguration,
          server: RelayServer, level: LogLevelBox, logger: Logger) {
         self.reread = reread
-        self.current = CurrentConfiguration((loader, settings, configuration))
+        self.current = current
         self.server = server
         self.level = level
         self.logger = logger
@@ -56,6 +58,7 @@ struct ConfigReloadService: Service {
         }
         await server.reconfigure(configuration)
         if let newLevel = Logger.Level(rawValue: settings.logging.level) { level.value = newLevel }
+        onReload(settings)
         current.withLock { $0 = (loader, settings, configuration) }
         logger.info("configuration reloaded", metadata: [
             "trusted_keys": "\(configuration.tokens.trustedKeys.count)",

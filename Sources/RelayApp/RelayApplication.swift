@@ -21,6 +21,9 @@ public struct RelayApplication: Service {
 
     /// The relay (bound when the application is made; serving once `run` starts it).
     public let server: RelayServer
+    /// The admin API's backend (revocations, API block list, events), also when the admin
+    /// listener is off: stored revocations apply either way.
+    let admin: RelayAdminAPI
     /// The settings it runs with.
     public let settings: RelaySettings
     let services: [any Service]
@@ -51,6 +54,13 @@ public struct RelayApplication: Service {
         }
         let server = try RelayServer(quic: settings.quicConfiguration(), bindAddress: bindAddress,
                                      configuration: configuration, logger: logger)
+        let current = CurrentConfiguration((loader, settings, configuration))
+        let adminToken = try StartChecks.adminToken(settings)
+        let admin = RelayAdminAPI(server: server, revocations: try StartChecks.revocationStore(settings), token: adminToken,
+                                  current: current, level: level, instanceID: settings.server.instanceID ?? Self.randomInstanceID(),
+                                  region: settings.server.region, logger: logger)
+        server.eventSink = { [admin] event in admin.publish(event) }
+        self.admin = admin
         let backend = RelayBackend(server: server, metrics: RelayMetrics(region: settings.server.region))
         let http = Application(
             router: HealthRouter.make(backend: backend),
@@ -64,13 +74,22 @@ public struct RelayApplication: Service {
         self.settings = settings
         self.logger = logger
         self.handlesSignals = handlesSignals
-        // Started in this order, shut down in reverse: the relay drains first.
-        self.services = [
-            http,
-            ConfigReloadService(reread: reread, loader: loader, settings: settings, configuration: configuration,
-                                server: server, level: level, logger: logger),
-            RelayService(server: server, logger: logger, fallback: settings.fallbackConfiguration, drainTimeout: drainTimeout),
-        ]
+        var reload = ConfigReloadService(reread: reread, current: current, server: server, level: level, logger: logger)
+        reload.onReload = { [admin] settings in
+            if let token = try? StartChecks.adminToken(settings) { admin.replaceToken(token) }
+        }
+        var relay = RelayService(server: server, logger: logger, fallback: settings.fallbackConfiguration, drainTimeout: drainTimeout)
+        relay.afterStart = { [admin] in await admin.applyStoredRevocations() }
+        // Started in this order, shut down in reverse: the relay drains first, the admin API
+        // and the HTTP endpoints stay up while it does.
+        var services: [any Service] = [http]
+        if settings.admin.enabled {
+            services.append(Self.adminApplication(admin: admin, settings: settings, logger: logger))
+            services.append(AdminSweepService(api: admin))
+        }
+        services.append(reload)
+        services.append(relay)
+        self.services = services
     }
 
     /// Serves until graceful shutdown, drains, and returns.
@@ -81,6 +100,21 @@ public struct RelayApplication: Service {
                 gracefulShutdownSignals: handlesSignals ? [.sigterm, .sigint] : [],
                 logger: logger))
         try await group.run()
+    }
+
+    /// The admin listener (`admin.listen`): Hummingbird with the `AdminResponder`. Idle
+    /// connections close after 30 s; an event stream stays open while events flow.
+    static func adminApplication(admin: RelayAdminAPI, settings: RelaySettings, logger: Logger) -> any Service {
+        Application(
+            responder: AdminResponder(backend: admin, logger: logger),
+            server: .http1(configuration: .init(idleTimeout: .seconds(30))),
+            configuration: .init(address: .hostname(settings.admin.listen.host, port: Int(settings.admin.listen.port)),
+                                 serverName: "zrc-relay-admin"),
+            logger: logger)
+    }
+
+    static func randomInstanceID() -> String {
+        (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
     }
 
     /// On the first `make run` (default certificate paths, neither file present): writes a

@@ -13,9 +13,12 @@ struct RelayService: Service {
     /// The TCP fallback listener's set-up, `nil` when `fallback.enabled = false`.
     var fallback: FallbackListener.Configuration?
     var drainTimeout: Duration = .seconds(30)
+    /// Runs once the relay's loop runs, before any listener opens (stored revocations).
+    var afterStart: @Sendable () async -> Void = {}
 
     func run() async throws {
         try server.start()
+        await afterStart()
         var listener: FallbackListener?
         if let fallback {
             do {

@@ -11,6 +11,8 @@ public enum StartChecks {
     public static func run(_ settings: RelaySettings) throws(ConfigError) -> RelayServerConfiguration {
         var configuration = try settings.relayConfiguration()
         try checkCertificate(settings)
+        _ = try adminToken(settings)
+        _ = try revocationStore(settings)
         if let developer = developmentSigner(settings) { configuration.tokens.trustedKeys.insert(developer) }
         return configuration
     }
@@ -52,6 +54,40 @@ public enum StartChecks {
             throw ConfigError(key: "server.quic_key_path", problem: "no PEM private key in \(settings.server.keyPath): \(reason)")
         case .pair(let reason):
             throw ConfigError(key: "server.quic_key_path", problem: "does not match the certificate in server.quic_cert_path (\(reason))")
+        }
+    }
+
+    /// The admin token when the admin API is on (DESIGN §7 v3): `admin.token` or the content
+    /// of `admin.token_file`, at least 32 characters; `nil` while the admin API is off.
+    public static func adminToken(_ settings: RelaySettings) throws(ConfigError) -> String? {
+        guard settings.admin.enabled else { return nil }
+        let token: String
+        let key: String
+        switch (settings.admin.token, settings.admin.tokenFile) {
+        case (let value?, nil):
+            token = value
+            key = "admin.token"
+        case (nil, let file?):
+            token = try ConfigFileReader.read(file, key: "admin.token_file").trimmingCharacters(in: .whitespacesAndNewlines)
+            key = "admin.token_file"
+        case (nil, nil):
+            throw ConfigError(key: "admin.token", problem: "admin.enabled = true needs admin.token or admin.token_file")
+        case (_?, _?):
+            throw ConfigError(key: "admin.token", problem: "set admin.token or admin.token_file, not both")
+        }
+        guard token.count >= 32 else { throw ConfigError(key: key, problem: "the admin token must be at least 32 characters") }
+        guard !token.contains(where: { $0.isWhitespace || $0.isNewline }) else {
+            throw ConfigError(key: key, problem: "the admin token must be one word (no spaces or line breaks)")
+        }
+        return token
+    }
+
+    /// The revocations of `auth.revocations_file` (a missing file is empty; a bad line names it).
+    static func revocationStore(_ settings: RelaySettings) throws(ConfigError) -> RevocationStore {
+        do {
+            return try RevocationStore(path: settings.auth.revocationsFile)
+        } catch {
+            throw ConfigError(key: "auth.revocations_file", problem: "\(settings.auth.revocationsFile ?? ""):\(error.line): \(error.problem)")
         }
     }
 }

@@ -56,13 +56,13 @@ public enum Defaults {
         .init("fallback.extra_listen", .listenAddress, nil, implemented: false, "one more TLS + WebSocket listener (not in this build)"),
         .init("metrics.listen", .listenAddress, "0.0.0.0:9464", "/health, /ready, /metrics"),
         // Off, and on loopback when on: the admin API can end allocations.
-        // DESIGN §7 (admin API) and §8 (Redis) are not built yet: setting them is refused.
-        .init("admin.enabled", .bool, "false", implemented: false, "admin API (not in this build)"),
-        .init("admin.listen", .listenAddress, "127.0.0.1:9465", implemented: false, "admin API address (not in this build)"),
+        // The admin Unix socket (DESIGN §7) and Redis (§8) are not built yet: setting them is refused.
+        .init("admin.enabled", .bool, "false", "admin API (DESIGN §7); needs admin.token or admin.token_file"),
+        .init("admin.listen", .listenAddress, "127.0.0.1:9465", "admin API address (Bearer token)"),
         .init("admin.unix_socket", .path, nil, implemented: false, "admin API Unix socket, mode 0600 (not in this build)"),
-        .init("admin.token", .string, nil, secret: true, implemented: false, "Bearer token for the admin API (not in this build)"),
-        .init("admin.token_file", .path, nil, implemented: false, "file holding the admin token (not in this build)"),
-        .init("auth.revocations_file", .path, nil, implemented: false, "revocations kept across restarts (not in this build)"),
+        .init("admin.token", .string, nil, reloadable: true, secret: true, "Bearer token for the admin API (at least 32 characters)"),
+        .init("admin.token_file", .path, nil, reloadable: true, "file holding the admin token (read again on SIGHUP)"),
+        .init("auth.revocations_file", .path, nil, "revocations kept across restarts (JSON, rewritten atomically)"),
         .init("redis.url", .string, nil, secret: true, implemented: false, "Redis for shared state; unset: in memory (not in this build)"),
         .init("redis.key_prefix", .string, "zrc:", implemented: false, "Redis key prefix (not in this build)"),
         .init("redis.heartbeat_interval", .duration, "1s", implemented: false, "instance heartbeat (not in this build)"),

@@ -46,6 +46,8 @@ public struct RelaySettings: Sendable, Hashable {
         public var audience: String?
         public var clockSkew: Duration
         public var maxTokenLifetime: Duration
+        /// `auth.revocations_file`: where revocations survive a restart.
+        public var revocationsFile: String?
     }
 
     /// `security.*`
@@ -70,6 +72,7 @@ public struct RelaySettings: Sendable, Hashable {
         public var listen: HostPort
         public var unixSocket: String?
         public var token: String?
+        public var tokenFile: String?
     }
 
     /// `logging.*`

@@ -239,7 +239,8 @@ public struct RelaySettingsLoader: Sendable {
                 trustedKeysFile: text("auth.trusted_keys_file"),
                 audience: text("auth.audience"),
                 clockSkew: try duration("auth.clock_skew"),
-                maxTokenLifetime: try duration("auth.max_token_lifetime")),
+                maxTokenLifetime: try duration("auth.max_token_lifetime"),
+                revocationsFile: text("auth.revocations_file")),
             security: .init(
                 allocationRatePerIP: try eventRate("security.allocation_rate_per_ip"),
                 connectionRatePerIP: try eventRate("security.connection_rate_per_ip"),
@@ -253,7 +254,8 @@ public struct RelaySettingsLoader: Sendable {
                 enabled: try bool("admin.enabled"),
                 listen: try hostPort("admin.listen"),
                 unixSocket: text("admin.unix_socket"),
-                token: text("admin.token")),
+                token: text("admin.token"),
+                tokenFile: text("admin.token_file")),
             redisURL: text("redis.url"),
             logging: .init(level: try choice("logging.level"), format: try choice("logging.format")))
         try Self.checkConsistency(settings)
@@ -279,12 +281,22 @@ public struct RelaySettingsLoader: Sendable {
             throw ConfigError(key: "limits.keepalive_interval",
                               problem: "must be shorter than quic.max_idle_timeout (\(s.quic.maxIdleTimeout)), or idle connections close")
         }
-        if s.admin.enabled, (s.admin.token ?? "").isEmpty, s.admin.unixSocket == nil {
-            throw ConfigError(key: "admin.token", problem: "required when admin.enabled = true and admin.listen is used")
+        if s.admin.enabled, (s.admin.token ?? "").isEmpty, s.admin.tokenFile == nil, s.admin.unixSocket == nil {
+            throw ConfigError(key: "admin.token", problem: "admin.enabled = true needs admin.token or admin.token_file")
         }
         if s.auth.maxTokenLifetime == .zero {
             throw ConfigError(key: "auth.max_token_lifetime", problem: "must be greater than 0")
         }
+    }
+
+    /// Every key with its effective value (lists as `a, b`; unset as `nil`), secrets redacted,
+    /// for `GET /admin/config`.
+    public func effectiveValues() -> [String: String?] {
+        Dictionary(uniqueKeysWithValues: Defaults.keys.map { spec -> (String, String?) in
+            if spec.kind == .stringList { return (spec.name, list(spec.name).joined(separator: ", ")) }
+            guard let text = text(spec.name) else { return (spec.name, nil) }
+            return (spec.name, spec.isSecret ? "<redacted>" : text)
+        })
     }
 
     /// Every key with its effective value and source, secrets redacted, for `config check`.

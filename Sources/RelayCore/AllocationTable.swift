@@ -54,7 +54,11 @@ public struct AllocationTable: Sendable {
     struct Side: Sendable {
         let peer: PeerID
         var connection: ConnectionHandle?
+        /// When the current connection was bound.
+        var boundAt: RelayInstant?
         var leftAt: RelayInstant?
+        /// When this side last had a datagram forwarded.
+        var lastForwardAt: RelayInstant?
         var bucket: TokenBucket
         var bytesSent: UInt64 = 0
         var droppedSinceStatus: UInt64 = 0
@@ -162,6 +166,7 @@ public struct AllocationTable: Sendable {
                 actions.append(.close(old, code: .replaced))
             }
             allocation.sides[index].connection = connection
+            allocation.sides[index].boundAt = now
             allocation.sides[index].leftAt = nil
             if token.expiresAt > allocation.tokenExpiresAt {
                 allocation.tokenExpiresAt = token.expiresAt
@@ -197,6 +202,7 @@ public struct AllocationTable: Sendable {
                     Side(peer: token.peerB, bucket: TokenBucket(bitsPerSecond: bandwidth))])
         let index = allocation.side(of: peer)
         allocation.sides[index].connection = connection
+        allocation.sides[index].boundAt = now
         if token.peerA == token.peerB {
             // Degenerate token naming one peer twice: both sides are that peer; it can never pair.
             allocation.sides[1 - index].leftAt = nil
@@ -390,7 +396,13 @@ public struct AllocationTable: Sendable {
             id: a.id, state: a.peerState, signer: a.signer, tier: a.tier,
             peerABound: a.sides[0].connection != nil, peerBBound: a.sides[1].connection != nil,
             bytesAToB: a.sides[0].bytesSent, bytesBToA: a.sides[1].bytesSent, quotaBytes: a.quota,
-            bandwidthBitsPerSecond: a.bandwidth, expiresAt: a.expiresAt, age: now.since(a.createdAt))
+            bandwidthBitsPerSecond: a.bandwidth, expiresAt: a.expiresAt, age: now.since(a.createdAt),
+            sides: a.sides.map { side in
+                AllocationSnapshot.Side(peer: side.peer, connection: side.connection,
+                                        boundFor: side.connection == nil ? nil : side.boundAt.map { now.since($0) })
+            },
+            sinceLastActivity: now.since([a.createdAt, a.sides[0].lastForwardAt, a.sides[1].lastForwardAt,
+                                          a.sides[0].boundAt, a.sides[1].boundAt].compactMap { $0 }.max() ?? a.createdAt))
     }
 
     /// Whether an id is remembered as ended.
@@ -422,6 +434,7 @@ extension AllocationTable.Allocation {
         global.consume(length)
         forwarded &+= size
         sides[index].bytesSent &+= size
+        sides[index].lastForwardAt = now
         if quota > 0, !quotaNoticeSent, forwarded.multipliedFullWidth(by: 10) >= quota.multipliedFullWidth(by: 9) {
             quotaNoticeSent = true
             for side in sides {

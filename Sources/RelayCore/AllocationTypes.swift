@@ -77,4 +77,17 @@ public struct AllocationSnapshot: Sendable, Hashable {
     public var bandwidthBitsPerSecond: UInt64
     public var expiresAt: UInt64
     public var age: Duration
+    /// Peer A's side, then peer B's.
+    public var sides: [Side] = []
+    /// Time since the last datagram forwarded or connection bound (or since creation).
+    public var sinceLastActivity: Duration = .zero
+
+    /// One peer of an allocation.
+    public struct Side: Sendable, Hashable {
+        public var peer: PeerID
+        /// The bound connection, if the peer is connected.
+        public var connection: ConnectionHandle?
+        /// How long the current connection has been bound.
+        public var boundFor: Duration?
+    }
 }

@@ -64,4 +64,10 @@ public struct IPRateLimiter: Sendable {
         windows[key] = Window(start: now, count: 1)
         return 1 > limit ? .limited : .allowed
     }
+
+    /// Whether `address` has already passed the limit in its current window (nothing counted).
+    public func isOverLimit(_ address: [UInt8], now: RelayInstant) -> Bool {
+        guard limit > 0, let w = windows[Self.sourceKey(address)] else { return false }
+        return now.since(w.start) < window && w.count > limit
+    }
 }

@@ -49,6 +49,10 @@ public struct TokenVerifier: Sendable {
 
     public mutating func revoke(allocationID: AllocationID) { revokedAllocations.insert(allocationID) }
     public mutating func revoke(signer: SignerKey) { revokedSigners.insert(signer) }
+    /// Lifts a revocation of an allocation id.
+    public mutating func unrevoke(allocationID: AllocationID) { revokedAllocations.remove(allocationID) }
+    /// Lifts a revocation of a signer key.
+    public mutating func unrevoke(signer: SignerKey) { revokedSigners.remove(signer) }
 
     /// Verifies `bytes` (binary form) at Unix time `nowUnix`.
     public mutating func verify(_ bytes: [UInt8], nowUnix: UInt64) -> TokenVerification {

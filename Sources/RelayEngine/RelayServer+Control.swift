@@ -44,7 +44,10 @@ extension RelayServer {
 
     private func allocationLimiterRecord(_ remote: TransportAddress) -> IPRateLimiter.Decision {
         let decision = recordAllocationAttempt(remote.addressBytes)
-        if decision == .limited { countRateLimit(.allocation) }
+        if decision == .limited {
+            countRateLimit(.allocation)
+            eventSink?(.rateLimited(kind: .allocation, address: remote.hostString))
+        }
         return decision
     }
 
@@ -55,6 +58,7 @@ extension RelayServer {
             countTokenVerification(.ok)
         case .rejected(let code):
             countTokenVerification(.refused(code))
+            eventSink?(.tokenRefused(code: code, address: state.remote.hostString))
             if case .log(let suppressed) = refusalLogThrottle.record(IPRateLimiter.sourceKey(state.remote.addressBytes), now: now) {
                 state.logger.notice("token refused", metadata: ["zrc.error.code": "\(code.name)", "suppressed": "\(suppressed)"])
             }
@@ -118,14 +122,27 @@ extension RelayServer {
         switch event {
         case .created(let id, let tier):
             countCreated()
-            logger.info("allocation created", metadata: ["zrc.allocation.id": "\(id)", "tier": "\(tier)"])
+            let signer = table.snapshot(of: id, now: now)?.signer
+            if let signer {
+                eventContext[id] = (signer, tier)
+                eventSink?(.allocationCreated(id, signer: signer, tier: tier))
+            }
+            logger.info("allocation created", metadata: [
+                "zrc.allocation.id": "\(id)", "tier": "\(tier)", "signer_key": "\(signer?.base64url ?? "?")",
+            ])
         case .paired(let id):
+            eventSink?(.allocationPaired(id))
             logger.info("allocation paired", metadata: ["zrc.allocation.id": "\(id)"])
         case .ended(let id, let outcome, let aToB, let bToA, let duration, let usage):
             countEnded(outcome, duration: duration, usage: usage)
+            let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+            let context = eventContext.removeValue(forKey: id)
+            eventSink?(.allocationEnded(id, signer: context?.signer, tier: context?.tier, outcome: outcome,
+                                        bytesAToB: aToB, bytesBToA: bToA, durationSeconds: seconds))
             logger.info("allocation ended", metadata: [
                 "zrc.allocation.id": "\(id)", "outcome": "\(outcome.rawValue)", "bytes_a_to_b": "\(aToB)",
-                "bytes_b_to_a": "\(bToA)", "duration_s": "\(Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)",
+                "bytes_b_to_a": "\(bToA)", "duration_s": "\(seconds)",
+                "signer_key": "\(context?.signer.base64url ?? "?")", "tier": "\(context.map { "\($0.tier)" } ?? "?")",
             ])
         case .throttled(let id, let dropped):
             logger.info("bandwidth cap dropping datagrams", metadata: ["zrc.allocation.id": "\(id)", "dropped": "\(dropped)"])

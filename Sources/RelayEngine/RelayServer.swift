@@ -42,6 +42,12 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
     let logger: Logger
     /// Fallback (TCP) clients by handle; see `RelayServer+Links.swift`.
     var links: [UInt64: LinkState] = [:]
+    /// Block-list entries added through the admin API; a SIGHUP reload keeps them.
+    var apiBlocklist = CIDRSet()
+    /// Receives events on the loop thread (set before `start()`); must not block.
+    public var eventSink: (@Sendable (RelayEvent) -> Void)?
+    /// Signer and tier of live allocations, for their `allocation_ended` event.
+    var eventContext: [AllocationID: (signer: SignerKey, tier: Tier)] = [:]
     var nextLinkID: UInt64 = 0
     /// Connections that must allocate in time (`allocateTimeout`).
     var allocateDeadlines: AllocateDeadlines
@@ -127,6 +133,7 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
     public func revoke(allocationID: AllocationID) async {
         await onLoop { server in
             server.verifier.revoke(allocationID: allocationID)
+            server.eventSink?(.revoked(target: allocationID.description))
             server.perform(server.table.revoke(allocationID: allocationID, now: server.now))
         }
     }
@@ -135,6 +142,7 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
     public func revoke(signer: SignerKey) async {
         await onLoop { server in
             server.verifier.revoke(signer: signer)
+            server.eventSink?(.revoked(target: signer.base64url))
             server.perform(server.table.revoke(signer: signer, now: server.now))
         }
     }
@@ -205,8 +213,9 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
     /// Block and allow lists, draining, per-IP connection rate: the same for both transports.
     func admit(_ remote: TransportAddress) -> QUICAdmission {
         let address = remote.addressBytes
-        if configuration.blocklist.contains(address) {
+        if configuration.blocklist.contains(address) || apiBlocklist.contains(address) {
             counters.rateLimitHits[.blocked, default: 0] += 1
+            eventSink?(.blocked(address: remote.hostString))
             logRefusal("connection from a blocked address refused", remote)
             return .drop
         }
@@ -217,6 +226,7 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
         if draining { return .refuse }
         if connectionLimiter.record(address, now: now) == .limited {
             counters.rateLimitHits[.connection, default: 0] += 1
+            eventSink?(.rateLimited(kind: .connection, address: remote.hostString))
             logRefusal("connection rate limit hit", remote)
             return .refuse
         }

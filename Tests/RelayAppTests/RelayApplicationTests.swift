@@ -165,3 +165,31 @@ import ZRCTestSupport
         if case .pair = TLSCredentialCheck.problem(certificatePEM: cert, keyPEM: Self.read(other)) {} else { Issue.record("foreign key") }
     }
 }
+
+/// The event hub never waits for a subscriber: one that falls a buffer behind is dropped.
+@Suite struct EventHubTests {
+    @Test func slowSubscriberIsDroppedOthersKeepReceiving() async {
+        let hub = EventHub()
+        #expect(!hub.hasSubscribers)
+        let slow = hub.subscribe()
+        for i in 0..<(EventHub.bufferSize + 10) { hub.publish("e\(i)") }
+        var received = 0
+        for await _ in slow { received += 1 }  // ends: it was dropped
+        #expect(received == EventHub.bufferSize)
+        #expect(!hub.hasSubscribers)
+        let fresh = hub.subscribe()
+        hub.publish("next")
+        var iterator = fresh.makeAsyncIterator()
+        #expect(await iterator.next() == "next")
+        hub.finishAll()
+    }
+
+    @Test func subscribersAreBounded() async {
+        let hub = EventHub()
+        let streams = (0..<EventHub.maximumSubscribers).map { _ in hub.subscribe() }
+        var extra = hub.subscribe().makeAsyncIterator()
+        #expect(await extra.next() == nil)
+        hub.finishAll()
+        _ = streams
+    }
+}

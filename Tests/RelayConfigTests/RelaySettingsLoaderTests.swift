@@ -143,18 +143,25 @@ import Testing
 
     /// Keys of the contract this build does not implement are refused by name (DESIGN §2 v3).
     @Test func unimplementedKeysAreRefusedByName() {
-        #expect(error(flags: ["--admin.enabled", "true"])?.key == "admin.enabled")
         #expect(error(flags: ["--admin.enabled", "false"]) == nil)
         #expect(error(flags: ["--fallback.websocket", "false"]) == nil)
-        for (key, value) in [("admin.token", "s3cret-s3cret"), ("redis.url", "redis://:pw@host"), ("fallback.websocket", "true"),
-                             ("fallback.extra-listen", "0.0.0.0:443"), ("auth.revocations-file", "/tmp/r"),
+        for (key, value) in [("redis.url", "redis://:pw@host"), ("fallback.websocket", "true"),
+                             ("fallback.extra-listen", "0.0.0.0:443"),
                              ("redis.key-prefix", "zz-prefix:"), ("admin.unix-socket", "/tmp/a.sock")] {
             let e = error(flags: ["--\(key)", value])
             #expect(e?.key == String(key.map { $0 == "-" ? "_" : $0 }), "\(key)")
             #expect(e.map { !$0.description.contains(value) } == true, "\(key) echoes its value")
         }
         #expect(error(env: ["ZRC_RELAY_REDIS_URL": "redis://x"])?.key == "redis.url")
-        #expect(error(file: "[admin]\nlisten = \"127.0.0.1:1\"\n")?.key == "admin.listen")
+    }
+
+    /// The admin API (DESIGN §7 v3) is built: on, it needs a token or a token file.
+    @Test func adminNeedsATokenWhenOn() {
+        #expect(error(flags: ["--admin.enabled", "true"])?.key == "admin.token")
+        #expect(error(flags: ["--admin.enabled", "true", "--admin.token-file", "/etc/t"]) == nil)
+        #expect(error(file: "[admin]\nlisten = \"127.0.0.1:1\"\n") == nil)
+        #expect(error(flags: ["--auth.revocations-file", "/tmp/r"]) == nil)
+        #expect(Defaults.byName["admin.token"]?.reloadable == true && Defaults.byName["admin.listen"]?.reloadable == false)
     }
 
     @Test func effectiveLinesRedactSecrets() throws {
