@@ -22,6 +22,7 @@ public enum FuzzTargetRegistry {
         FuzzTarget(name: "yamux-session", run: YamuxSessionFuzzTarget.run, seeds: YamuxSessionFuzzTarget.seeds),
         FuzzTarget(name: "tunnel-hello", run: TunnelHelloFuzzTarget.run, seeds: TunnelHelloFuzzTarget.seeds),
         FuzzTarget(name: "config", run: ConfigFuzzTarget.run, seeds: ConfigFuzzTarget.seeds),
+        FuzzTarget(name: "revocations-file", run: RevocationFileFuzzTarget.run, seeds: RevocationFileFuzzTarget.seeds),
     ]
 
     public static func named(_ name: String) -> FuzzTarget? {

@@ -10,11 +10,25 @@ public struct AdminRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// The TCP peer, `nil` on a Unix socket.
     public let remoteAddress: NIOCore.SocketAddress?
+    /// The connection (for the peer credentials of a Unix-socket caller).
+    let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
-        remoteAddress = source.channel.remoteAddress
+        channel = source.channel
+        if case .unixDomainSocket = source.channel.localAddress {
+            remoteAddress = nil
+        } else {
+            remoteAddress = source.channel.remoteAddress
+        }
     }
+}
+
+/// `struct ucred` (pid, uid, gid) as SO_PEERCRED fills it.
+struct PeerCredentials: Sendable {
+    var pid: Int32 = 0
+    var uid: UInt32 = .max
+    var gid: UInt32 = .max
 }
 
 /// The admin API of DESIGN §7 v3 as one Hummingbird responder: Bearer authentication, routing
@@ -38,10 +52,15 @@ public struct AdminResponder: HTTPResponder {
 
     public func respond(to request: Request, context: Context) async throws -> Response {
         let started = ContinuousClock.now
-        let caller = context.remoteAddress.map { "tcp:\($0.ipAddress ?? "?")" } ?? "unix"
+        var caller = context.remoteAddress.map { "tcp:\($0.ipAddress ?? "?")" } ?? "unix"
+        var peerUID: UInt32?
+        if context.remoteAddress == nil {
+            peerUID = await Self.peerUID(context.channel)
+            caller = "unix:uid=\(peerUID.map(String.init) ?? "?")"
+        }
         let response: Response
         do {
-            response = try await authorizedResponse(request, context: context)
+            response = try await authorizedResponse(request, context: context, peerUID: peerUID)
         } catch {
             response = Self.errorResponse(error)
         }
@@ -55,8 +74,13 @@ public struct AdminResponder: HTTPResponder {
         return response
     }
 
-    private func authorizedResponse(_ request: Request, context: Context) async throws(AdminError) -> Response {
-        if let remote = context.remoteAddress {
+    private func authorizedResponse(_ request: Request, context: Context, peerUID: UInt32?) async throws(AdminError) -> Response {
+        if context.remoteAddress == nil {
+            // The Unix socket: no token; the caller's uid must be the relay's or root.
+            guard let uid = peerUID, uid == 0 || uid == getuid() else {
+                throw AdminError(403, "forbidden", "this socket admits only the relay's user and root")
+            }
+        } else if let remote = context.remoteAddress {
             let address = Self.addressBytes(remote)
             guard let expected = backend.currentToken(),
                   let presented = Self.bearerToken(request.headers[.authorization]),
@@ -216,6 +240,15 @@ public struct AdminResponder: HTTPResponder {
     }
 
     // MARK: Parsing helpers
+
+    /// The uid of the process at the other end of a Unix-socket connection (SO_PEERCRED).
+    static func peerUID(_ channel: any Channel) async -> UInt32? {
+        guard let provider = channel as? any SocketOptionProvider else { return nil }
+        let future: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(
+            level: NIOBSDSocket.OptionLevel(rawValue: SOL_SOCKET), name: NIOBSDSocket.Option(rawValue: SO_PEERCRED))
+        guard let credentials = try? await future.get(), credentials.uid != .max else { return nil }
+        return credentials.uid
+    }
 
     static func bearerToken(_ header: String?) -> String? {
         guard let header else { return nil }

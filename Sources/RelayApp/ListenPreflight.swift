@@ -22,8 +22,8 @@ public enum ListenPreflight {
             out.append(Listener(key: "server.listen_port", host: settings.server.listenAddress, port: settings.server.listenPort, isUDP: false))
         }
         out.append(Listener(key: "metrics.listen", host: settings.metricsListen.host, port: settings.metricsListen.port, isUDP: false))
-        if settings.admin.enabled {
-            out.append(Listener(key: "admin.listen", host: settings.admin.listen.host, port: settings.admin.listen.port, isUDP: false))
+        if settings.admin.enabled, let listen = settings.admin.listen {
+            out.append(Listener(key: "admin.listen", host: listen.host, port: listen.port, isUDP: false))
         }
         return out
     }

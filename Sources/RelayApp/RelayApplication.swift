@@ -84,7 +84,12 @@ public struct RelayApplication: Service {
         // and the HTTP endpoints stay up while it does.
         var services: [any Service] = [http]
         if settings.admin.enabled {
-            services.append(Self.adminApplication(admin: admin, settings: settings, logger: logger))
+            if let listen = settings.admin.listen {
+                services.append(Self.adminApplication(admin: admin, listen: listen, logger: logger))
+            }
+            if let path = settings.admin.unixSocket {
+                services.append(AdminSocketService(path: path, admin: admin, logger: logger))
+            }
             services.append(AdminSweepService(api: admin))
         }
         services.append(reload)
@@ -104,12 +109,11 @@ public struct RelayApplication: Service {
 
     /// The admin listener (`admin.listen`): Hummingbird with the `AdminResponder`. Idle
     /// connections close after 30 s; an event stream stays open while events flow.
-    static func adminApplication(admin: RelayAdminAPI, settings: RelaySettings, logger: Logger) -> any Service {
+    static func adminApplication(admin: RelayAdminAPI, listen: HostPort, logger: Logger) -> any Service {
         Application(
             responder: AdminResponder(backend: admin, logger: logger),
             server: .http1(configuration: .init(idleTimeout: .seconds(30))),
-            configuration: .init(address: .hostname(settings.admin.listen.host, port: Int(settings.admin.listen.port)),
-                                 serverName: "zrc-relay-admin"),
+            configuration: .init(address: .hostname(listen.host, port: Int(listen.port)), serverName: "zrc-relay-admin"),
             logger: logger)
     }
 
@@ -139,6 +143,37 @@ public struct RelayApplication: Service {
         logger.warning("development mode: trusting the development device key (no trusted keys configured)",
                        metadata: ["key": "\(deviceKeyPath)", "try": "\(command)"])
         FileHandle.standardError.write(Data("\nzrc-relay development relay. Relay a ping through it with:\n  \(command)\n\n".utf8))
+    }
+}
+
+/// The admin API on `admin.unix_socket` (DESIGN §7 v3): a stale socket file is replaced, the
+/// new one is made mode 0600 as soon as it is bound, callers are admitted by their uid
+/// (SO_PEERCRED: the relay's or root) without a token, and the file is removed at exit.
+struct AdminSocketService: Service {
+    let path: String
+    let admin: RelayAdminAPI
+    let logger: Logger
+
+    func run() async throws {
+        var info = stat()
+        if lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK {
+            unlink(path)  // stale, from a relay that did not exit cleanly
+        }
+        let path = self.path
+        let logger = self.logger
+        let application = Application(
+            responder: AdminResponder(backend: admin, logger: logger),
+            server: .http1(configuration: .init(idleTimeout: .seconds(30))),
+            configuration: .init(address: .unixDomainSocket(path: path), serverName: "zrc-relay-admin"),
+            onServerRunning: { _ in
+                if chmod(path, 0o600) != 0 {
+                    logger.error("cannot make the admin socket mode 0600", metadata: ["path": "\(path)"])
+                }
+                logger.info("admin API listening", metadata: ["unix_socket": "\(path)"])
+            },
+            logger: logger)
+        defer { unlink(path) }
+        try await application.run()
     }
 }
 

@@ -61,6 +61,9 @@ public enum StartChecks {
     /// of `admin.token_file`, at least 32 characters; `nil` while the admin API is off.
     public static func adminToken(_ settings: RelaySettings) throws(ConfigError) -> String? {
         guard settings.admin.enabled else { return nil }
+        try checkUnixSocketPath(settings)
+        // The socket alone needs no token (its callers are admitted by uid).
+        if settings.admin.listen == nil, settings.admin.token == nil, settings.admin.tokenFile == nil { return nil }
         let token: String
         let key: String
         switch (settings.admin.token, settings.admin.tokenFile) {
@@ -88,6 +91,22 @@ public enum StartChecks {
             return try RevocationStore(path: settings.auth.revocationsFile)
         } catch {
             throw ConfigError(key: "auth.revocations_file", problem: "\(settings.auth.revocationsFile ?? ""):\(error.line): \(error.problem)")
+        }
+    }
+
+    /// `admin.unix_socket`: its directory exists, and what is at the path, if anything, is a
+    /// socket (a stale one is replaced at start; any other file is never touched).
+    static func checkUnixSocketPath(_ settings: RelaySettings) throws(ConfigError) {
+        guard let path = settings.admin.unixSocket else { return }
+        guard path.utf8.count < 100 else { throw ConfigError(key: "admin.unix_socket", problem: "the path is too long for a Unix socket (< 100 bytes)") }
+        let directory = (path as NSString).deletingLastPathComponent
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory.isEmpty ? "." : directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ConfigError(key: "admin.unix_socket", problem: "directory \(directory) does not exist")
+        }
+        var info = stat()
+        if lstat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFSOCK {
+            throw ConfigError(key: "admin.unix_socket", problem: "\(path) exists and is not a socket; refusing to replace it")
         }
     }
 }

@@ -56,10 +56,10 @@ public enum Defaults {
         .init("fallback.extra_listen", .listenAddress, nil, implemented: false, "one more TLS + WebSocket listener (not in this build)"),
         .init("metrics.listen", .listenAddress, "0.0.0.0:9464", "/health, /ready, /metrics"),
         // Off, and on loopback when on: the admin API can end allocations.
-        // The admin Unix socket (DESIGN §7) and Redis (§8) are not built yet: setting them is refused.
+        // Redis (DESIGN §8) is not built yet: setting its keys is refused.
         .init("admin.enabled", .bool, "false", "admin API (DESIGN §7); needs admin.token or admin.token_file"),
-        .init("admin.listen", .listenAddress, "127.0.0.1:9465", "admin API address (Bearer token)"),
-        .init("admin.unix_socket", .path, nil, implemented: false, "admin API Unix socket, mode 0600 (not in this build)"),
+        .init("admin.listen", .listenAddress, "127.0.0.1:9465", "admin API address (Bearer token); \"\" = no TCP listener"),
+        .init("admin.unix_socket", .path, nil, "admin API Unix socket, mode 0600, callers of the relay's uid or root, no token"),
         .init("admin.token", .string, nil, reloadable: true, secret: true, "Bearer token for the admin API (at least 32 characters)"),
         .init("admin.token_file", .path, nil, reloadable: true, "file holding the admin token (read again on SIGHUP)"),
         .init("auth.revocations_file", .path, nil, "revocations kept across restarts (JSON, rewritten atomically)"),

@@ -69,7 +69,8 @@ public struct RelaySettings: Sendable, Hashable {
     /// `admin.*`
     public struct Admin: Sendable, Hashable {
         public var enabled: Bool
-        public var listen: HostPort
+        /// `nil` when `admin.listen = ""` (the Unix socket alone).
+        public var listen: HostPort?
         public var unixSocket: String?
         public var token: String?
         public var tokenFile: String?

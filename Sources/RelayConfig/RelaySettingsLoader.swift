@@ -252,7 +252,7 @@ public struct RelaySettingsLoader: Sendable {
             metricsListen: try hostPort("metrics.listen"),
             admin: .init(
                 enabled: try bool("admin.enabled"),
-                listen: try hostPort("admin.listen"),
+                listen: (text("admin.listen") ?? "").trimmed.isEmpty ? nil : try hostPort("admin.listen"),
                 unixSocket: text("admin.unix_socket"),
                 token: text("admin.token"),
                 tokenFile: text("admin.token_file")),
@@ -281,7 +281,10 @@ public struct RelaySettingsLoader: Sendable {
             throw ConfigError(key: "limits.keepalive_interval",
                               problem: "must be shorter than quic.max_idle_timeout (\(s.quic.maxIdleTimeout)), or idle connections close")
         }
-        if s.admin.enabled, (s.admin.token ?? "").isEmpty, s.admin.tokenFile == nil, s.admin.unixSocket == nil {
+        if s.admin.enabled, s.admin.listen == nil, s.admin.unixSocket == nil {
+            throw ConfigError(key: "admin.listen", problem: "admin.enabled = true needs admin.listen or admin.unix_socket")
+        }
+        if s.admin.enabled, s.admin.listen != nil, (s.admin.token ?? "").isEmpty, s.admin.tokenFile == nil {
             throw ConfigError(key: "admin.token", problem: "admin.enabled = true needs admin.token or admin.token_file")
         }
         if s.auth.maxTokenLifetime == .zero {

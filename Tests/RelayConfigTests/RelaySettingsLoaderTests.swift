@@ -147,7 +147,7 @@ import Testing
         #expect(error(flags: ["--fallback.websocket", "false"]) == nil)
         for (key, value) in [("redis.url", "redis://:pw@host"), ("fallback.websocket", "true"),
                              ("fallback.extra-listen", "0.0.0.0:443"),
-                             ("redis.key-prefix", "zz-prefix:"), ("admin.unix-socket", "/tmp/a.sock")] {
+                             ("redis.key-prefix", "zz-prefix:")] {
             let e = error(flags: ["--\(key)", value])
             #expect(e?.key == String(key.map { $0 == "-" ? "_" : $0 }), "\(key)")
             #expect(e.map { !$0.description.contains(value) } == true, "\(key) echoes its value")
@@ -161,6 +161,9 @@ import Testing
         #expect(error(flags: ["--admin.enabled", "true", "--admin.token-file", "/etc/t"]) == nil)
         #expect(error(file: "[admin]\nlisten = \"127.0.0.1:1\"\n") == nil)
         #expect(error(flags: ["--auth.revocations-file", "/tmp/r"]) == nil)
+        // The Unix socket alone needs no token; no listener at all is refused.
+        #expect(error(flags: ["--admin.enabled", "true", "--admin.listen", "", "--admin.unix-socket", "/tmp/a.sock"]) == nil)
+        #expect(error(flags: ["--admin.enabled", "true", "--admin.listen", ""])?.key == "admin.listen")
         #expect(Defaults.byName["admin.token"]?.reloadable == true && Defaults.byName["admin.listen"]?.reloadable == false)
     }
 

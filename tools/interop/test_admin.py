@@ -256,3 +256,73 @@ def test_events_stream_sees_a_pair_created_paired_and_ended(relay_factory):
     assert ended["outcome"] == "admin_terminated" and ended["bytes_a_to_b"] == 100
     assert any(e["event"] == "admin" and e.get("path", "").startswith("/admin/allocations/") for e in events), events
     assert ended["instance"] and "region" in ended and ended["ts"].endswith("Z")
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 10):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+def unix_call(path: str, method: str, url: str):
+    c = UnixHTTPConnection(path)
+    c.request(method, url)
+    r = c.getresponse()
+    body = r.read().decode()
+    c.close()
+    return r.status, (json.loads(body) if body else None)
+
+
+def test_unix_socket_mode_0600_uid_admission_stale_file_and_removal(relay_factory, tmp_path):
+    import shutil
+    import stat
+    import tempfile
+    # A directory others may traverse (pytest's tmp_path is 0700), for the other-uid caller.
+    directory = tempfile.mkdtemp(prefix="zrc-admin-", dir="/tmp")
+    os.chmod(directory, 0o755)
+    path = os.path.join(directory, "admin.sock")
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(path)
+    stale.close()  # a socket file nobody listens on, as a crashed relay leaves it
+    relay = relay_factory("--admin.enabled", "true", "--admin.listen", "", "--admin.unix-socket", path)
+    deadline = time.time() + 10
+    while "admin API listening" not in relay.logs() and time.time() < deadline:
+        time.sleep(0.05)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    status, body = unix_call(path, "GET", "/admin/stats")
+    assert status == 200 and "instance" in body
+    assert unix_call(path, "GET", "/admin/nothing")[0] == 404
+    assert f"unix:uid={os.getuid()}" in relay.logs()
+    if os.getuid() == 0:
+        # Another uid: open the file mode so that only SO_PEERCRED stands in the way.
+        os.chmod(path, 0o666)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                status, body = unix_call(path, "GET", "/admin/stats")
+                os._exit(0 if status == 403 and body["code"] == "forbidden" else 1)
+            except BaseException:
+                os._exit(2)
+        _, code = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(code) == 0, "a caller of another uid was not refused"
+        os.chmod(path, 0o600)
+    else:
+        print("skipped the other-uid part: the test cannot switch uid when not root")
+    assert relay.stop() == 0
+    assert not os.path.exists(path)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_unix_socket_path_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "notasocket").write_text("keep me")
+    r = zrc("config", "check", "--admin.enabled", "true", "--admin.listen", "", "--admin.unix-socket",
+            str(tmp_path / "notasocket"), cwd=tmp_path)
+    assert r.returncode == 2 and "admin.unix_socket" in r.stderr, r.stderr
+    assert (tmp_path / "notasocket").read_text() == "keep me"

@@ -2,6 +2,8 @@
 # Relay benchmark: coturn and zrc-relay in the same run, same machine, 127.0.0.1 only.
 # Usage: tools/bench/relay/run.sh [--smoke] [--runs K] [--zrc-bin PATH] [--pin CPU] [--out FILE]
 #                                 [--coturn-peer udp|turn] [--only REGEX] [--targets coturn|zrc-relay|both]
+#                                 [--zrc-admin]  (admin API on, one /admin/events subscriber attached)
+#                                 [--zrc-listen ADDR]  (zrc-relay's bind address, default 127.0.0.1; 0.0.0.0 = per-packet IP_PKTINFO)
 # See README.md beside this file. Stops by itself (default run ~8-10 min, --smoke < 30 s).
 set -euo pipefail
 
@@ -17,7 +19,9 @@ out=""
 coturn_peer=udp
 only=""
 want=both
-usage() { sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+zrc_admin=0
+zrc_listen=127.0.0.1
+usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) smoke=1 ;;
@@ -28,6 +32,8 @@ while [ $# -gt 0 ]; do
     --coturn-peer) coturn_peer=${2:?}; shift ;;
     --only) only=${2:?}; shift ;;
     --targets) want=${2:?}; shift ;;
+    --zrc-admin) zrc_admin=1 ;;
+    --zrc-listen) zrc_listen=${2:?}; shift ;;
     -h|--help) usage ;;
     *) echo "run.sh: unknown argument $1" >&2; usage ;;
   esac
@@ -144,7 +150,13 @@ if [ "$zrc_ok" = 1 ]; then
   zrc_port=$(free_port)
   metrics_port=$(free_port)
   pub=$( (cd "$work/zrc" && "$zrc_bin" token keygen --out "$zrc_key") | tail -1 | tr -d '[:space:]')
-  (cd "$work/zrc" && exec "${pfx[@]}" "$zrc_bin" serve --server.listen-addr 127.0.0.1 --server.listen-port "$zrc_port" \
+  admin_args=()
+  if [ "$zrc_admin" = 1 ]; then
+    admin_port=$(free_port)
+    admin_token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    admin_args=(--admin.enabled true --admin.listen "127.0.0.1:$admin_port" --admin.token "$admin_token")
+  fi
+  (cd "$work/zrc" && exec "${pfx[@]}" "$zrc_bin" serve "${admin_args[@]}" --server.listen-addr "$zrc_listen" --server.listen-port "$zrc_port" \
      --metrics.listen "127.0.0.1:$metrics_port" --auth.trusted-keys "$pub" \
      --security.allocation-rate-per-ip 100000/min --security.connection-rate-per-ip 100000/min \
      --security.accept-rate 100000 --limits.max-allocations 100000 --limits.max-allocations-per-key 100000 \
@@ -157,6 +169,11 @@ if [ "$zrc_ok" = 1 ]; then
     sleep 0.1
   done
   if [ "$up" = 1 ]; then
+    if [ "$zrc_admin" = 1 ]; then
+      # One events subscriber for the whole run (it reads everything; killed with the relay).
+      curl -sN -H "Authorization: Bearer $admin_token" "http://127.0.0.1:$admin_port/admin/events" >"$work/events.log" 2>&1 &
+      echo "zrc-relay: admin API on 127.0.0.1:$admin_port with one /admin/events subscriber" >&2
+    fi
     sleep 0.3
     zrc_rss_idle=$(rss_of "$zrc_pid")
   else
@@ -263,7 +280,7 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 smoke = $smoke
 print("relay benchmark  $(date -u +%Y-%m-%dT%H:%M:%SZ)")
 print("machine: nproc $(nproc), ${machine_cpu}, kernel $(uname -r), load at start $(cut -d' ' -f1-3 /proc/loadavg)")
-print("coturn ${coturn_version} (peer: ${coturn_peer}); zrc-relay ${zrc_version}; runs per cell ${runs} (median)${pin:+; pinned to CPU $pin}")
+print("coturn ${coturn_version} (peer: ${coturn_peer}); zrc-relay ${zrc_version}; runs per cell ${runs} (median)${pin:+; pinned to CPU $pin}$( [ "$zrc_admin" = 1 ] && echo "; zrc-relay with the admin API on and one /admin/events subscriber")")
 print("raw: $out")
 print()
 
