@@ -230,7 +230,7 @@ def test_events_stream_sees_a_pair_created_paired_and_ended(relay_factory):
             if line.startswith("data: "):
                 events.append(json.loads(line[6:]))
                 kinds = {e["event"] if e["event"] != "admin" else e["method"] for e in events}
-                if "allocation_ended" in kinds and "DELETE" in kinds:
+                if {"allocation_ended", "DELETE", "revoked", "token_refused"} <= kinds:
                     break
         c.close()
 
@@ -246,6 +246,10 @@ def test_events_stream_sees_a_pair_created_paired_and_ended(relay_factory):
         assert admin.call("DELETE", f"/admin/allocations/{hexid(alloc)}")[0] == 200
         await asyncio.sleep(0.5)
         await close_all(a, b)
+        assert admin.call("POST", "/admin/revocations", {"allocation_id": "ab" * 16})[0] == 201
+        c = await Peer.open("127.0.0.1", relay.port)
+        await c.allocate(pa, b"\x01" * 194)
+        await c.expect_error("untrusted_key")
         return hexid(alloc)
     alloc = run(go())
     t.join(15)
@@ -255,6 +259,8 @@ def test_events_stream_sees_a_pair_created_paired_and_ended(relay_factory):
     assert ended["signer_key"] == relay.key.public_b64 and ended["tier"] == "unlimited"
     assert ended["outcome"] == "admin_terminated" and ended["bytes_a_to_b"] == 100
     assert any(e["event"] == "admin" and e.get("path", "").startswith("/admin/allocations/") for e in events), events
+    assert any(e["event"] == "revoked" and e["target"] == "ab" * 16 for e in events), events
+    assert any(e["event"] == "token_refused" and e["code"] == "untrusted_key" and e["addr"] == "127.0.0.1" for e in events), events
     assert ended["instance"] and "region" in ended and ended["ts"].endswith("Z")
 
 
@@ -326,3 +332,45 @@ def test_unix_socket_path_that_is_a_file_is_refused(tmp_path):
             str(tmp_path / "notasocket"), cwd=tmp_path)
     assert r.returncode == 2 and "admin.unix_socket" in r.stderr, r.stderr
     assert (tmp_path / "notasocket").read_text() == "keep me"
+
+
+def test_a_thousand_idle_admin_connections_and_a_slow_client_do_not_stop_forwarding(relay_factory):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    relay, admin = admin_relay(relay_factory)
+    idle = []
+    try:
+        for _ in range(1000):
+            s = socket.create_connection(("127.0.0.1", admin.port), timeout=5)
+            idle.append(s)
+        slow = socket.create_connection(("127.0.0.1", admin.port), timeout=5)
+        slow.sendall(b"GET /admin/stats HTTP/1.1\r\nHost: x\r\nAuthor")  # and never finishes
+        idle.append(slow)
+
+        async def go():
+            alloc, pa, pb = random_id(), random_id(), random_id()
+            a, b = await paired("127.0.0.1", relay.port, relay.key.mint(alloc, pa, pb), pa, pb)
+            started = time.monotonic()
+            for i in range(1000):
+                a.send(i.to_bytes(4, "big") * 100)
+                if i % 20 == 19:
+                    await asyncio.sleep(0.005)
+            got = 0
+            deadline = time.monotonic() + 10
+            while got < 990 and time.monotonic() < deadline:
+                try:
+                    await asyncio.wait_for(b.protocol.datagrams.get(), 1)
+                    got += 1
+                except asyncio.TimeoutError:
+                    break
+            elapsed = time.monotonic() - started
+            await close_all(a, b)
+            return got, elapsed
+        got, elapsed = run(go())
+        assert got >= 990 and elapsed < 5, (got, elapsed)
+        assert admin.call("GET", "/admin/stats")[0] == 200
+    finally:
+        for s in idle:
+            s.close()
