@@ -35,9 +35,12 @@ def test_config_check_valid_and_invalid(tmp_path):
     r = zrc("config", "check", "--limits.max-allocations", "5", cwd=tmp_path)
     assert r.returncode == 0
     assert 'limits.max_allocations = "5"  # flag' in r.stdout
-    # A key of the contract this build does not implement is refused by name, its secret unprinted.
-    r = zrc("config", "check", "--admin.token", "s3cret-s3cret-s3cret", cwd=tmp_path)
+    # A bad secret is refused by name and never printed; a good one is printed redacted.
+    r = zrc("config", "check", "--admin.enabled", "true", "--admin.token", "s3cret-s3cret-s3cret", cwd=tmp_path)
     assert r.returncode == 2 and "admin.token" in r.stderr and "s3cret" not in r.stderr + r.stdout
+    r = zrc("config", "check", "--admin.token", "s3cret-" * 6, cwd=tmp_path)
+    assert r.returncode == 0 and 'admin.token = "<redacted>"' in r.stdout and "s3cret" not in r.stderr + r.stdout
+    # A key of the contract this build does not implement is refused by name, its secret unprinted.
     r = zrc("config", "check", "--redis.url", "redis://u:pw@h:6379/0", cwd=tmp_path)
     assert r.returncode == 2 and "redis.url" in r.stderr and "pw@h" not in r.stderr + r.stdout
     cases = [
