@@ -20,8 +20,8 @@ final class UDPSocket {
     init(binding address: TransportAddress, reportDestination: Bool = false) throws(QUICTransportError) {
         let fd = socket(address.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .system(.socket, "socket") }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        // No SO_REUSEADDR: on Linux it would let a second process bind the same UDP port and
+        // take part of its traffic; UDP has no TIME_WAIT to wait out.
         var buffer: Int32 = 8 * 1024 * 1024
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffer, socklen_t(MemoryLayout<Int32>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buffer, socklen_t(MemoryLayout<Int32>.size))
