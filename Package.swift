@@ -79,6 +79,21 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // A Redis client on SwiftNIO (RESP2/RESP3, pipelining, pub/sub, timeouts, reconnect with
+        // backoff, AUTH, TLS for rediss://); no Swift Redis package is reachable here.
+        // RESP2/RESP3 codec, Redis URLs, backoff: pure.
+        .target(name: "RedisProtocol", swiftSettings: swiftSettings),
+        .target(
+            name: "RedisClient",
+            dependencies: [
+                "RedisProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "RelayAdmin",
             dependencies: [
@@ -192,7 +207,7 @@ let package = Package(
         .target(
             name: "FuzzTargets",
             dependencies: [
-                "RelayCore", "RelayConfig", "Yamux", "YamuxNIO", "ReverseTunnel",
+                "RelayCore", "RelayConfig", "Yamux", "YamuxNIO", "ReverseTunnel", "RedisProtocol",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -257,6 +272,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RedisClientTests",
+            dependencies: ["RedisClient", .product(name: "Logging", package: "swift-log"), .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

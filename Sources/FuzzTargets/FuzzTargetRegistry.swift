@@ -23,6 +23,7 @@ public enum FuzzTargetRegistry {
         FuzzTarget(name: "tunnel-hello", run: TunnelHelloFuzzTarget.run, seeds: TunnelHelloFuzzTarget.seeds),
         FuzzTarget(name: "config", run: ConfigFuzzTarget.run, seeds: ConfigFuzzTarget.seeds),
         FuzzTarget(name: "revocations-file", run: RevocationFileFuzzTarget.run, seeds: RevocationFileFuzzTarget.seeds),
+        FuzzTarget(name: "resp", run: RESPFuzzTarget.run, seeds: RESPFuzzTarget.seeds),
     ]
 
     public static func named(_ name: String) -> FuzzTarget? {

@@ -1,0 +1,181 @@
+import Foundation
+import Logging
+import NIOPosix
+import RedisClient
+import Synchronization
+import Testing
+
+/// A real `redis-server` (Debian's) on a free port of 127.0.0.1, started by the test and
+/// stopped by PID.
+final class RedisServerProcess: @unchecked Sendable {
+    let port: Int
+    let process = Process()
+    let password: String?
+
+    init(password: String? = nil, port: Int? = nil) throws {
+        self.port = try port ?? Self.freePort()
+        self.password = password
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+        var arguments = ["--port", "\(self.port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                         "--daemonize", "no", "--enable-debug-command", "local"]
+        if let password { arguments += ["--requirepass", password] }
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Ready when it accepts a TCP connection.
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if Self.accepts(port: self.port) { return }
+            usleep(20_000)
+        }
+        stop()
+        throw RedisError.connect("redis-server did not start")
+    }
+
+    func stop() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    deinit { stop() }
+
+    var url: RedisURL { try! RedisURL(parsing: password.map { "redis://:\($0)@127.0.0.1:\(port)" } ?? "redis://127.0.0.1:\(port)") }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard bound == 0 else { throw RedisError.connect("no free port") }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    static func accepts(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
+}
+
+@Suite(.serialized) struct RedisIntegrationTests {
+    static var quiet: Logger {
+        var logger = Logger(label: "redis-test")
+        logger.logLevel = .critical
+        return logger
+    }
+
+    @Test func commandsPipeliningErrorsAndDatabases() async throws {
+        let server = try RedisServerProcess()
+        defer { server.stop() }
+        let connection = try await RedisConnection.connect(to: server.url)
+        #expect(try await connection.send(["PING"]) == .simpleString("PONG"))
+        try await connection.send(["SET", "k", "välue"])
+        #expect(try await connection.send(["GET", "k"]).string == "välue")
+        #expect(try await connection.send(["GET", "missing"]).isNull)
+        await #expect(throws: RedisError.self) { try await connection.send(["INCR", "k"]) }  // not an integer: an error reply
+        // 1 000 commands in one write, replies in order.
+        let replies = try await connection.pipeline((0..<1000).map { _ in ["INCR", "counter"] })
+        #expect(replies == (1...1000).map { RESPValue.integer(Int64($0)) })
+        let mixed = try await connection.pipeline([["SET", "a", "1"], ["LPUSH", "a", "x"], ["GET", "a"]])
+        if case .error = mixed[1] {} else { Issue.record("the error reply stays in its slot") }
+        #expect(mixed[2].string == "1")
+        await connection.close()
+        // SELECT from the URL.
+        let db3 = try await RedisConnection.connect(to: RedisURL(parsing: "redis://127.0.0.1:\(server.port)/3"))
+        #expect(try await db3.send(["GET", "k"]).isNull)
+        await db3.close()
+    }
+
+    @Test func authenticationFromTheURL() async throws {
+        let server = try RedisServerProcess(password: "s3cret pw")
+        defer { server.stop() }
+        let connection = try await RedisConnection.connect(to: RedisURL(parsing: "redis://:s3cret%20pw@127.0.0.1:\(server.port)"))
+        #expect(try await connection.send(["PING"]) == .simpleString("PONG"))
+        await connection.close()
+        do {
+            _ = try await RedisConnection.connect(to: RedisURL(parsing: "redis://:wrong@127.0.0.1:\(server.port)"))
+            Issue.record("a wrong password connected")
+        } catch {
+            #expect(!"\(error)".contains("wrong"), "the password is echoed: \(error)")
+        }
+    }
+
+    @Test func aCallThatTimesOutClosesItsConnection() async throws {
+        let server = try RedisServerProcess()
+        defer { server.stop() }
+        let connection = try await RedisConnection.connect(to: server.url)
+        do {
+            _ = try await connection.send(["DEBUG", "SLEEP", "1"], timeout: .milliseconds(200))
+            Issue.record("no timeout")
+        } catch {
+            #expect(error == .timeout(command: "DEBUG"))
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(!connection.isActive)
+    }
+
+    @Test func publishSubscribe() async throws {
+        let server = try RedisServerProcess()
+        defer { server.stop() }
+        let received = Mutex<[[UInt8]]>([])
+        let subscriber = try await RedisConnection.connect(to: server.url, onPush: { value in
+            if let elements = value.elements, elements.count == 3, let payload = elements[2].bytes {
+                received.withLock { $0.append(payload) }
+            }
+        })
+        try await subscriber.subscribe(["zrc:control", "zrc:events"])
+        let publisher = try await RedisConnection.connect(to: server.url)
+        #expect(try await publisher.send(["PUBLISH", "zrc:control", "one"]) == .integer(1))
+        #expect(try await publisher.send(["PUBLISH", "zrc:events", "two"]) == .integer(1))
+        let deadline = ContinuousClock.now + .seconds(5)
+        while received.withLock({ $0.count }) < 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(received.withLock { $0 } == [Array("one".utf8), Array("two".utf8)])
+        await subscriber.close()
+        await publisher.close()
+    }
+
+    /// The server goes away: pending and new calls fail at once (backing off), nothing hangs;
+    /// it comes back on the same port and the client reconnects by itself.
+    @Test func reconnectsWithBackoffWhenTheServerReturns() async throws {
+        let server = try RedisServerProcess()
+        let client = RedisClient(url: server.url, timeout: .milliseconds(500),
+                                 backoff: ExponentialBackoff(base: .milliseconds(50), cap: .milliseconds(400)), logger: Self.quiet)
+        try await client.send(["SET", "x", "1"])
+        server.stop()
+        var failures = 0
+        let started = ContinuousClock.now
+        for _ in 0..<20 {
+            do {
+                try await client.send(["GET", "x"])
+            } catch {
+                failures += 1
+            }
+        }
+        #expect(failures == 20)
+        #expect(ContinuousClock.now - started < .seconds(3))
+        let again = try RedisServerProcess(port: server.port)
+        defer { again.stop() }
+        let deadline = ContinuousClock.now + .seconds(5)
+        var back = false
+        while !back, ContinuousClock.now < deadline {
+            back = (try? await client.send(["PING"])) == .simpleString("PONG")
+            if !back { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(back)
+        #expect(client.consecutiveFailures == 0)
+        await client.close()
+    }
+}
