@@ -128,7 +128,7 @@ public final class RedisConnection: Sendable {
         self.url = url
     }
 
-    /// Connects, authenticates and selects the database, all within `timeout`.
+    /// Connects, authenticates, selects the database and sends one PING, each within `timeout`.
     public static func connect(
         to url: RedisURL, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, timeout: Duration = .seconds(2),
         tlsConfiguration: TLSConfiguration? = nil, limits: RESPParser.Limits = .init(),
@@ -173,6 +173,9 @@ public final class RedisConnection: Sendable {
             if url.database != 0 {
                 _ = try await connection.send(["SELECT", String(url.database)], timeout: timeout)
             }
+            // One round trip proves the server speaks RESP (and, with TLS, that the handshake
+            // and the certificate check passed) before anyone relies on the connection.
+            _ = try await connection.send(["PING"], timeout: timeout)
         } catch {
             await connection.close()
             throw .connect("\(error)")

@@ -3,6 +3,7 @@ import Logging
 import NIOPosix
 import RedisClient
 import Synchronization
+import NIOSSL
 import Testing
 
 /// A real `redis-server` (Debian's) on a free port of 127.0.0.1, started by the test and
@@ -12,12 +13,19 @@ final class RedisServerProcess: @unchecked Sendable {
     let process = Process()
     let password: String?
 
-    init(password: String? = nil, port: Int? = nil) throws {
+    /// `tls`: certificate and key; the server then listens with TLS only.
+    init(password: String? = nil, port: Int? = nil, tls: (cert: String, key: String)? = nil) throws {
         self.port = try port ?? Self.freePort()
         self.password = password
         process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        var arguments = ["--port", "\(self.port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        var arguments = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                          "--daemonize", "no", "--enable-debug-command", "local"]
+        if let tls {
+            arguments += ["--port", "0", "--tls-port", "\(self.port)", "--tls-cert-file", tls.cert, "--tls-key-file", tls.key,
+                          "--tls-ca-cert-file", tls.cert, "--tls-auth-clients", "no"]
+        } else {
+            arguments += ["--port", "\(self.port)"]
+        }
         if let password { arguments += ["--requirepass", password] }
         process.arguments = arguments
         process.standardOutput = FileHandle.nullDevice
@@ -177,5 +185,56 @@ final class RedisServerProcess: @unchecked Sendable {
         #expect(back)
         #expect(client.consecutiveFailures == 0)
         await client.close()
+    }
+
+    /// `rediss://`: TLS verified against a private CA (the server's certificate is issued by
+    /// it, with 127.0.0.1 in its SAN); a client that trusts only the system store is refused.
+    @Test func tlsForRediss() async throws {
+        let pki = try TestCA()
+        let server = try RedisServerProcess(tls: (pki.serverCert, pki.serverKey))
+        defer { server.stop() }
+        let url = try RedisURL(parsing: "rediss://127.0.0.1:\(server.port)")
+        var trusting = TLSConfiguration.makeClientConfiguration()
+        trusting.trustRoots = .file(pki.caCert)
+        let connection = try await RedisConnection.connect(to: url, tlsConfiguration: trusting)
+        try await connection.send(["SET", "secure", "yes"])
+        #expect(try await connection.send(["GET", "secure"]).string == "yes")
+        await connection.close()
+        await #expect(throws: RedisError.self) { _ = try await RedisConnection.connect(to: url) }
+    }
+}
+
+/// A throwaway CA and a server certificate for 127.0.0.1 it issued (GnuTLS's certtool).
+struct TestCA {
+    let caCert: String
+    let serverCert: String
+    let serverKey: String
+
+    init() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("zrc-redis-ca-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        caCert = dir + "/ca.pem"
+        serverCert = dir + "/server.pem"
+        serverKey = dir + "/server.key"
+        let caKey = dir + "/ca.key"
+        try "cn = zrc test CA\nca\ncert_signing_key\nexpiration_days = 2\n".write(toFile: dir + "/ca.cfg", atomically: true, encoding: .utf8)
+        try "cn = 127.0.0.1\nip_address = 127.0.0.1\ntls_www_server\nsigning_key\nencryption_key\nexpiration_days = 2\n"
+            .write(toFile: dir + "/server.cfg", atomically: true, encoding: .utf8)
+        try Self.run(["certtool", "--generate-privkey", "--key-type=ecdsa", "--outfile", caKey])
+        try Self.run(["certtool", "--generate-self-signed", "--load-privkey", caKey, "--template", dir + "/ca.cfg", "--outfile", caCert])
+        try Self.run(["certtool", "--generate-privkey", "--key-type=ecdsa", "--outfile", serverKey])
+        try Self.run(["certtool", "--generate-certificate", "--load-privkey", serverKey, "--load-ca-certificate", caCert,
+                      "--load-ca-privkey", caKey, "--template", dir + "/server.cfg", "--outfile", serverCert])
+    }
+
+    private static func run(_ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw RedisError.connect("certtool failed: \(arguments.joined(separator: " "))") }
     }
 }
