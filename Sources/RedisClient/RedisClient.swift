@@ -77,7 +77,7 @@ public final class RedisClient: Sendable {
         case .ready(let connection):
             return connection
         case .refuse(let remaining):
-            throw .unavailable("reconnecting in \(remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000) ms")
+            throw .unavailable("reconnecting in \(Int(remaining / .milliseconds(1))) ms")
         case .wait(let task):
             do {
                 return try await task.value
@@ -112,7 +112,7 @@ public final class RedisClient: Sendable {
                 return delay
             }
             logger.warning("Redis unreachable", metadata: [
-                "redis": "\(url)", "error": "\(error)", "retry_in_ms": "\(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)",
+                "redis": "\(url)", "error": "\(error)", "retry_in_ms": "\(Int(delay / .milliseconds(1)))",
             ])
             throw error
         }

@@ -65,11 +65,10 @@ public struct AdminResponder: HTTPResponder {
             response = Self.errorResponse(error)
         }
         backend.adminCallCompleted(method: request.method.rawValue, path: request.uri.path, status: response.status.code, caller: caller)
-        let elapsed = ContinuousClock.now - started
+        let elapsedMilliseconds = ((ContinuousClock.now - started) / .milliseconds(1) * 1000).rounded() / 1000
         logger.notice("admin", metadata: [
             "event": "admin", "method": "\(request.method.rawValue)", "path": "\(request.uri.path)",
-            "status": "\(response.status.code)", "caller": "\(caller)",
-            "duration_ms": "\(Double(elapsed.components.attoseconds / 1_000_000_000_000) / 1000 + Double(elapsed.components.seconds) * 1000)",
+            "status": "\(response.status.code)", "caller": "\(caller)", "duration_ms": "\(elapsedMilliseconds)",
         ])
         return response
     }
@@ -198,15 +197,14 @@ public struct AdminResponder: HTTPResponder {
         let signer = query.get("signer").flatMap { $0.isEmpty ? nil : $0 }
         if let signer, SignerKey(base64url: signer) == nil { throw AdminError(400, "bad_request", "signer: not base64url of 32 bytes") }
         // The cursor is the last id of the previous page: ids are listed in order.
-        var after: String?
+        var after = ""  // every id is greater
         if let cursor = query.get("cursor"), !cursor.isEmpty {
             guard cursor.utf8.count == 32, AllocationID(hex: cursor) != nil else { throw AdminError(400, "bad_request", "cursor: not a cursor of this API") }
             after = cursor.lowercased()
         }
         let matching = await backend.allocations()
-            .filter { (state == nil || $0.state == state) && (signer == nil || $0.signerKey == signer) }
+            .filter { (state == nil || $0.state == state) && (signer == nil || $0.signerKey == signer) && $0.id > after }
             .sorted { $0.id < $1.id }
-            .filter { after == nil || $0.id > after! }
         let page = Array(matching.prefix(limit))
         let next: String? = matching.count > limit ? page.last?.id : nil
         return Self.encoded(AllocationPage(allocations: page, nextCursor: next))

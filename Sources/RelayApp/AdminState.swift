@@ -80,12 +80,13 @@ final class RevocationStore: Sendable {
 
     var all: [RevocationList.Entry] { list.withLock { $0.all } }
 
-    /// Applies `change`, writes the file; on a write failure the change is undone and the
-    /// error names the file.
+    /// Applies `change` and, when it changed anything, writes the file; on a write failure the
+    /// change is undone and the error names the file.
     func update(_ change: (inout RevocationList) -> Void) throws(AdminWriteError) {
         let result: Result<Void, AdminWriteError> = list.withLock { current in
             var next = current
             change(&next)
+            guard next != current else { return .success(()) }
             if let path {
                 do {
                     try Self.atomicWrite(next.fileText, to: path)

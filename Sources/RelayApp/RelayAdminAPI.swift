@@ -68,7 +68,7 @@ final class RelayAdminAPI: AdminBackend {
     }
 
     static func json(_ event: RelayEvent, instance: String, region: String) -> String {
-        var fields: [String: any Sendable] = ["ts": rfc3339Milliseconds(Date()), "event": event.name, "instance": instance, "region": region]
+        var fields: [String: any Sendable] = [:]
         switch event {
         case .allocationCreated(let id, let signer, let tier):
             fields["allocation_id"] = id.description
@@ -78,8 +78,8 @@ final class RelayAdminAPI: AdminBackend {
             fields["allocation_id"] = id.description
         case .allocationEnded(let id, let signer, let tier, let outcome, let aToB, let bToA, let seconds):
             fields["allocation_id"] = id.description
-            if let signer { fields["signer_key"] = signer.base64url }
-            if let tier { fields["tier"] = "\(tier)" }
+            fields["signer_key"] = signer.base64url
+            fields["tier"] = "\(tier)"
             fields["outcome"] = outcome.rawValue
             fields["bytes_a_to_b"] = aToB
             fields["bytes_b_to_a"] = bToA
@@ -95,7 +95,17 @@ final class RelayAdminAPI: AdminBackend {
         case .revoked(let target):
             fields["target"] = target
         }
-        let data = (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return eventLine(event.name, fields, instance: instance, region: region)
+    }
+
+    /// One event as DESIGN §7 writes it: `{"ts","event","instance","region",...}`.
+    static func eventLine(_ name: String, _ fields: [String: any Sendable], instance: String, region: String) -> String {
+        var object = fields
+        object["ts"] = rfc3339Milliseconds(Date())
+        object["event"] = name
+        object["instance"] = instance
+        object["region"] = region
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)
     }
 
@@ -154,11 +164,11 @@ final class RelayAdminAPI: AdminBackend {
 
     func stats() async -> AdminStats {
         let counters = await server.counters()
-        let views = await server.allocationViews()
+        let snapshots = await server.allocations()
         let draining = !(await server.isAcceptingAllocations())
         var byState = ["waiting": 0, "paired": 0, "peer_gone": 0]
-        for view in views {
-            switch view.snapshot.state {
+        for snapshot in snapshots {
+            switch snapshot.state {
             case .waiting: byState["waiting", default: 0] += 1
             case .paired: byState["paired", default: 0] += 1
             case .peerGone: byState["peer_gone", default: 0] += 1
@@ -260,12 +270,8 @@ final class RelayAdminAPI: AdminBackend {
 
     func adminCallCompleted(method: String, path: String, status: Int, caller: String) {
         guard events.hasSubscribers else { return }
-        let fields: [String: any Sendable] = [
-            "ts": Self.rfc3339Milliseconds(Date()), "event": "admin", "instance": instanceID, "region": region,
-            "method": method, "path": path, "status": status, "caller": caller,
-        ]
-        let data = (try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])) ?? Data("{}".utf8)
-        events.publish(String(decoding: data, as: UTF8.self))
+        events.publish(Self.eventLine("admin", ["method": method, "path": path, "status": status, "caller": caller],
+                                      instance: instanceID, region: region))
     }
 }
 

@@ -110,10 +110,17 @@ public struct RelayApplication: Service {
     /// The admin listener (`admin.listen`): Hummingbird with the `AdminResponder`. Idle
     /// connections close after 30 s; an event stream stays open while events flow.
     static func adminApplication(admin: RelayAdminAPI, listen: HostPort, logger: Logger) -> any Service {
+        adminApplication(admin: admin, address: .hostname(listen.host, port: Int(listen.port)), logger: logger)
+    }
+
+    /// The admin API's Hummingbird application on `address` (TCP or the Unix socket).
+    static func adminApplication(admin: RelayAdminAPI, address: BindAddress, logger: Logger,
+                                 onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some Service {
         Application(
             responder: AdminResponder(backend: admin, logger: logger),
             server: .http1(configuration: .init(idleTimeout: .seconds(30))),
-            configuration: .init(address: .hostname(listen.host, port: Int(listen.port)), serverName: "zrc-relay-admin"),
+            configuration: .init(address: address, serverName: "zrc-relay-admin"),
+            onServerRunning: onServerRunning,
             logger: logger)
     }
 
@@ -161,17 +168,12 @@ struct AdminSocketService: Service {
         }
         let path = self.path
         let logger = self.logger
-        let application = Application(
-            responder: AdminResponder(backend: admin, logger: logger),
-            server: .http1(configuration: .init(idleTimeout: .seconds(30))),
-            configuration: .init(address: .unixDomainSocket(path: path), serverName: "zrc-relay-admin"),
-            onServerRunning: { _ in
-                if chmod(path, 0o600) != 0 {
-                    logger.error("cannot make the admin socket mode 0600", metadata: ["path": "\(path)"])
-                }
-                logger.info("admin API listening", metadata: ["unix_socket": "\(path)"])
-            },
-            logger: logger)
+        let application = RelayApplication.adminApplication(admin: admin, address: .unixDomainSocket(path: path), logger: logger) { _ in
+            if chmod(path, 0o600) != 0 {
+                logger.error("cannot make the admin socket mode 0600", metadata: ["path": "\(path)"])
+            }
+            logger.info("admin API listening", metadata: ["unix_socket": "\(path)"])
+        }
         defer { unlink(path) }
         try await application.run()
     }

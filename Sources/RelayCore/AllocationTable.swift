@@ -210,7 +210,7 @@ public struct AllocationTable: Sendable {
         allocations[allocation.id] = allocation
         bindings[connection] = Binding(allocation: allocation.id, side: index)
         perSigner[token.signer, default: 0] += 1
-        actions.append(.event(.created(allocation.id, tier: token.tier)))
+        actions.append(.event(.created(allocation.id, tier: token.tier, signer: token.signer)))
         actions.append(.send(.allocated(allocated(allocation, addressing)), to: connection))
         actions.append(.send(.peer(.waiting), to: connection))
         return actions
@@ -378,7 +378,8 @@ public struct AllocationTable: Sendable {
         let usage = allocation.quota > 0 ? Double(allocation.forwarded) / Double(allocation.quota) : nil
         actions.append(.event(.ended(id, outcome: outcome, bytesAToB: allocation.sides[0].bytesSent,
                                      bytesBToA: allocation.sides[1].bytesSent, duration: now.since(allocation.createdAt),
-                                     quotaUsage: usage)))
+                                     quotaUsage: usage,
+                                     signer: allocation.signer, tier: allocation.tier)))
     }
 
     // MARK: Views

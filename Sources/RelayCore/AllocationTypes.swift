@@ -26,11 +26,11 @@ public enum ForwardDecision: Sendable, Hashable {
 
 /// Events for logs, metrics and billing.
 public enum AllocationEvent: Sendable, Hashable {
-    case created(AllocationID, tier: Tier)
+    case created(AllocationID, tier: Tier, signer: SignerKey)
     case paired(AllocationID)
     /// Bytes each way: A→B (sent by peer_a's side) and B→A.
     case ended(AllocationID, outcome: AllocationOutcome, bytesAToB: UInt64, bytesBToA: UInt64, duration: Duration,
-               quotaUsage: Double?)
+               quotaUsage: Double?, signer: SignerKey, tier: Tier)
     /// Datagrams were dropped by the bandwidth cap (at most once per second per allocation).
     case throttled(AllocationID, dropped: UInt64)
 }

@@ -6,7 +6,7 @@ import RelayCore
 public enum RelayEvent: Sendable, Equatable {
     case allocationCreated(AllocationID, signer: SignerKey, tier: Tier)
     case allocationPaired(AllocationID)
-    case allocationEnded(AllocationID, signer: SignerKey?, tier: Tier?, outcome: AllocationOutcome,
+    case allocationEnded(AllocationID, signer: SignerKey, tier: Tier, outcome: AllocationOutcome,
                          bytesAToB: UInt64, bytesBToA: UInt64, durationSeconds: Double)
     /// An ALLOCATE or REFRESH token was refused.
     case tokenRefused(code: RelayErrorCode, address: String)

@@ -120,29 +120,24 @@ extension RelayServer {
 
     private func record(_ event: AllocationEvent) {
         switch event {
-        case .created(let id, let tier):
+        case .created(let id, let tier, let signer):
             countCreated()
-            let signer = table.snapshot(of: id, now: now)?.signer
-            if let signer {
-                eventContext[id] = (signer, tier)
-                eventSink?(.allocationCreated(id, signer: signer, tier: tier))
-            }
+            eventSink?(.allocationCreated(id, signer: signer, tier: tier))
             logger.info("allocation created", metadata: [
-                "zrc.allocation.id": "\(id)", "tier": "\(tier)", "signer_key": "\(signer?.base64url ?? "?")",
+                "zrc.allocation.id": "\(id)", "tier": "\(tier)", "signer_key": "\(signer.base64url)",
             ])
         case .paired(let id):
             eventSink?(.allocationPaired(id))
             logger.info("allocation paired", metadata: ["zrc.allocation.id": "\(id)"])
-        case .ended(let id, let outcome, let aToB, let bToA, let duration, let usage):
+        case .ended(let id, let outcome, let aToB, let bToA, let duration, let usage, let signer, let tier):
             countEnded(outcome, duration: duration, usage: usage)
-            let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-            let context = eventContext.removeValue(forKey: id)
-            eventSink?(.allocationEnded(id, signer: context?.signer, tier: context?.tier, outcome: outcome,
+            let seconds = duration / .seconds(1)
+            eventSink?(.allocationEnded(id, signer: signer, tier: tier, outcome: outcome,
                                         bytesAToB: aToB, bytesBToA: bToA, durationSeconds: seconds))
             logger.info("allocation ended", metadata: [
                 "zrc.allocation.id": "\(id)", "outcome": "\(outcome.rawValue)", "bytes_a_to_b": "\(aToB)",
                 "bytes_b_to_a": "\(bToA)", "duration_s": "\(seconds)",
-                "signer_key": "\(context?.signer.base64url ?? "?")", "tier": "\(context.map { "\($0.tier)" } ?? "?")",
+                "signer_key": "\(signer.base64url)", "tier": "\(tier)",
             ])
         case .throttled(let id, let dropped):
             logger.info("bandwidth cap dropping datagrams", metadata: ["zrc.allocation.id": "\(id)", "dropped": "\(dropped)"])

@@ -46,8 +46,6 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
     var apiBlocklist = CIDRSet()
     /// Receives events on the loop thread (set before `start()`); must not block.
     public var eventSink: (@Sendable (RelayEvent) -> Void)?
-    /// Signer and tier of live allocations, for their `allocation_ended` event.
-    var eventContext: [AllocationID: (signer: SignerKey, tier: Tier)] = [:]
     var nextLinkID: UInt64 = 0
     /// Connections that must allocate in time (`allocateTimeout`).
     var allocateDeadlines: AllocateDeadlines

@@ -22,7 +22,7 @@ import Testing
     }
 
     func endedOutcome(_ actions: [AllocationAction]) -> AllocationOutcome? {
-        for a in actions { if case .event(.ended(_, let outcome, _, _, _, _)) = a { return outcome } }
+        for a in actions { if case .event(.ended(_, let outcome, _, _, _, _, _, _)) = a { return outcome } }
         return nil
     }
 
@@ -44,7 +44,7 @@ import Testing
                                                bandwidthBitsPerSecond: 10_000_000, quotaBytes: 1_000_000_000,
                                                relayPort: 4433, relayAddress: "relay", observedAddress: "1.2.3.4:5")
         #expect(frames(first, to: c1) == [.allocated(allocated), .peer(.waiting)])
-        #expect(first.contains(.event(.created(Fixture.allocation, tier: .free))))
+        #expect(first.contains(.event(.created(Fixture.allocation, tier: .free, signer: Fixture.signer))))
         let second = t.allocate(connection: c2, peer: Fixture.peerB, token: Fixture.token(), addressing: Self.addressing,
                                 now: .seconds(1), nowUnix: Fixture.now)
         #expect(frames(second, to: c2) == [.allocated(allocated), .peer(.paired)])
@@ -175,7 +175,7 @@ import Testing
         #expect(actions.isEmpty)  // QUOTA only once
         #expect(forward(&t, from: c1, 1, at: .seconds(1), &actions) == .drop(.quota))
         #expect(closes(actions) == [c1: .quotaExceeded, c2: .quotaExceeded])
-        if case .event(.ended(_, .quotaExceeded, 900, 100, _, let usage))? = actions.last { #expect(usage == 1.0) } else {
+        if case .event(.ended(_, .quotaExceeded, 900, 100, _, let usage, _, _))? = actions.last { #expect(usage == 1.0) } else {
             Issue.record("ended event with bytes each way expected, got \(actions)")
         }
         let again = t.allocate(connection: c3, peer: Fixture.peerA, token: Fixture.token(quota: 1000), addressing: Self.addressing, now: .seconds(2), nowUnix: Fixture.now)
