@@ -113,4 +113,11 @@ import Testing
         }
         #expect(sources == plan.map { $0 == 1 ? "127.0.0.2" : "127.0.0.3" })
     }
+
+    /// A bound UDP port is the relay's alone: a second socket cannot bind it (no SO_REUSEADDR,
+    /// which on Linux would let another process share the port and take part of its traffic).
+    @Test func aBoundPortCannotBeBoundTwice() throws {
+        let first = try UDPSocket(binding: TransportAddress(ipAddress: "127.0.0.1", port: 0)!)
+        #expect(throws: QUICTransportError.self) { _ = try UDPSocket(binding: first.localAddress) }
+    }
 }

@@ -374,3 +374,15 @@ def test_a_thousand_idle_admin_connections_and_a_slow_client_do_not_stop_forward
     finally:
         for s in idle:
             s.close()
+
+
+def test_block_ttl_and_revocation_until_lapse_by_themselves(relay_factory, tmp_path):
+    store = tmp_path / "revocations"
+    relay, admin = admin_relay(relay_factory, "--auth.revocations-file", str(store))
+    assert admin.call("POST", "/admin/blocklist", {"cidr": "198.51.100.0/24", "ttl": "1s"})[0] == 201
+    assert admin.call("POST", "/admin/revocations", {"allocation_id": "cd" * 16, "until": int(time.time()) - 1})[0] == 201
+    assert "cd" * 16 in store.read_text()
+    time.sleep(2.5)
+    assert [e for e in admin.call("GET", "/admin/blocklist")[1]["blocklist"] if e["source"] == "api"] == []
+    assert admin.call("GET", "/admin/revocations")[1]["revocations"] == []
+    assert "cd" * 16 not in store.read_text()
