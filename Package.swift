@@ -58,10 +58,24 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The fleet's shared state (DESIGN §8): records, the interface, the in-memory default.
+        .target(name: "SharedState", dependencies: ["RelayCore"], swiftSettings: swiftSettings),
+        // The same interface on Redis.
+        .target(
+            name: "RedisSharedState",
+            dependencies: [
+                "SharedState", "RedisClient", "RelayCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "RelayEngine",
             dependencies: [
-                "RelayCore", "QUICTransport",
+                "RelayCore", "QUICTransport", "SharedState",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -156,6 +170,9 @@ let package = Package(
                 "RelayEngine",
                 "RelayAdmin",
                 "RelayFallback",
+                "SharedState",
+                "RedisSharedState",
+                "RedisProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -276,7 +293,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RedisClientTests",
-            dependencies: ["RedisClient", .product(name: "Logging", package: "swift-log"),
+            dependencies: ["RedisClient", "RedisSharedState", "SharedState", "RelayCore", .product(name: "Logging", package: "swift-log"),
                            .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl")],
             swiftSettings: swiftSettings
         ),

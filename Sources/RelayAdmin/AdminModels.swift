@@ -150,7 +150,8 @@ public struct AdminStats: Encodable, Sendable {
 
     public init(instance: Instance, allocations: [String: Int], connections: [String: Int], bytesForwarded: [String: UInt64],
                 packetsForwarded: [String: UInt64], packetsDropped: [String: UInt64], allocationsEnded: [String: UInt64],
-                rateLimitHits: [String: UInt64], tokenVerifications: [String: UInt64]) {
+                rateLimitHits: [String: UInt64], tokenVerifications: [String: UInt64], fleet: Fleet? = nil) {
+        self.fleet = fleet
         self.instance = instance
         self.allocations = allocations
         self.connections = connections
@@ -162,7 +163,44 @@ public struct AdminStats: Encodable, Sendable {
         self.tokenVerifications = tokenVerifications
     }
 
+    /// The fleet (with Redis): every live instance and the count per region.
+    public struct Fleet: Encodable, Sendable {
+        public struct Member: Encodable, Sendable {
+            public var id: String
+            public var region: String
+            public var publicAddress: String
+            public var allocations: Int
+            public var draining: Bool
+            /// Unix milliseconds.
+            public var lastHeartbeat: UInt64
+
+            public init(id: String, region: String, publicAddress: String, allocations: Int, draining: Bool, lastHeartbeat: UInt64) {
+                self.id = id
+                self.region = region
+                self.publicAddress = publicAddress
+                self.allocations = allocations
+                self.draining = draining
+                self.lastHeartbeat = lastHeartbeat
+            }
+
+            enum CodingKeys: String, CodingKey {
+                case id, region, publicAddress = "public_addr", allocations, draining, lastHeartbeat = "last_heartbeat"
+            }
+        }
+
+        public var instances: [Member]
+        public var regions: [String: Int]
+
+        public init(instances: [Member]) {
+            self.instances = instances
+            self.regions = Dictionary(instances.map { ($0.region, 1) }, uniquingKeysWith: +)
+        }
+    }
+
+    public var fleet: Fleet?
+
     enum CodingKeys: String, CodingKey {
+        case fleet
         case instance, allocations, connections, bytesForwarded = "bytes_forwarded", packetsForwarded = "packets_forwarded"
         case packetsDropped = "packets_dropped", allocationsEnded = "allocations_ended", rateLimitHits = "rate_limit_hits"
         case tokenVerifications = "token_verifications"

@@ -5,6 +5,7 @@ import RelayConfig
 import RelayCore
 import RelayEngine
 import ServiceLifecycle
+import SharedState
 import Synchronization
 
 /// The admin API's view of this relay (DESIGN §7 v3): `AdminBackend` over the running
@@ -16,6 +17,8 @@ final class RelayAdminAPI: AdminBackend {
     let events = EventHub()
     let instanceID: String
     let region: String
+    /// With Redis: the fleet (shared lists, fleet-wide allocations, events channel).
+    let fleet: FleetService?
     private let started = Date()
     private let token: Mutex<String?>
     private let current: CurrentConfiguration
@@ -23,7 +26,8 @@ final class RelayAdminAPI: AdminBackend {
     private let logger: Logger
 
     init(server: RelayServer, revocations: RevocationStore, token: String?, current: CurrentConfiguration,
-         level: LogLevelBox, instanceID: String, region: String, logger: Logger) {
+         level: LogLevelBox, instanceID: String, region: String, fleet: FleetService? = nil, logger: Logger) {
+        self.fleet = fleet
         self.server = server
         self.revocations = revocations
         self.token = Mutex(token)
@@ -63,8 +67,10 @@ final class RelayAdminAPI: AdminBackend {
 
     /// The relay's event sink: JSON only when someone listens.
     func publish(_ event: RelayEvent) {
-        guard events.hasSubscribers else { return }
-        events.publish(Self.json(event, instance: instanceID, region: region))
+        guard events.hasSubscribers || fleet != nil else { return }
+        let line = Self.json(event, instance: instanceID, region: region)
+        if events.hasSubscribers { events.publish(line) }
+        fleet?.publish(event: line)
     }
 
     static func json(_ event: RelayEvent, instance: String, region: String) -> String {
@@ -126,14 +132,41 @@ final class RelayAdminAPI: AdminBackend {
 
     func isOverRate(address: [UInt8]) async -> Bool { await server.isOverConnectionRate(address) }
 
+    /// This instance's allocations, and with Redis those the other instances serve (from
+    /// their records: usage as last flushed, sides without transport or address).
     func allocations() async -> [AdminAllocation] {
         let now = Date().timeIntervalSince1970
-        return await server.allocationViews().map { adminAllocation($0, now: now) }
+        let local = await server.allocationViews().map { adminAllocation($0, now: now) }
+        guard let fleet else { return local }
+        let localIDs = Set(local.map(\.id))
+        do throws(SharedStateError) {
+            let remote = try await fleet.state.allocations().filter { !localIDs.contains($0.id.description) }
+            return (local + remote.map(Self.adminAllocation)).sorted { $0.id < $1.id }
+        } catch {
+            logger.notice("fleet allocations unavailable; listing this instance's", metadata: ["error": "\(error.reason)"])
+            return local
+        }
     }
 
     func allocation(_ id: AllocationID) async -> AdminAllocation? {
         let now = Date().timeIntervalSince1970
-        return await server.allocationView(id).map { adminAllocation($0, now: now) }
+        if let local = await server.allocationView(id) { return adminAllocation(local, now: now) }
+        guard let fleet, let record = try? await fleet.state.allocation(id) else { return nil }
+        return Self.adminAllocation(record)
+    }
+
+    static func adminAllocation(_ r: SharedAllocation) -> AdminAllocation {
+        let state: String
+        switch r.state {
+        case .waiting: state = "waiting"
+        case .paired: state = "paired"
+        case .peerGone: state = "peer_gone"
+        }
+        return AdminAllocation(
+            id: r.id.description, state: state, tier: "\(r.tier)", signerKey: r.signer.base64url, createdAt: r.createdAt,
+            expiresAt: r.expiresAt, bandwidthBitsPerSecond: r.bandwidthBitsPerSecond, quotaBytes: r.quotaBytes,
+            bytesAToB: r.bytesAToB, bytesBToA: r.bytesBToA, lastActivity: r.lastActivity, owner: r.owner,
+            sides: [r.peerA, r.peerB].map { AdminAllocation.Side(peerID: $0.description, transport: nil, observedAddress: nil, connectedSince: nil) })
     }
 
     private func adminAllocation(_ view: AllocationView, now: Double) -> AdminAllocation {
@@ -160,7 +193,15 @@ final class RelayAdminAPI: AdminBackend {
             lastActivity: unix(ago: s.sinceLastActivity) ?? 0, owner: instanceID, sides: sides)
     }
 
-    func terminate(_ id: AllocationID) async -> Bool { await server.terminate(id) }
+    /// Ends an allocation wherever it is served: here at once; elsewhere the record is marked
+    /// ended and the owner is told through the control channel (and finds it at its next sync).
+    func terminate(_ id: AllocationID) async -> Bool {
+        if await server.terminate(id) { return true }
+        guard let fleet, let record = try? await fleet.state.allocation(id) else { return false }
+        guard (try? await fleet.state.terminate(id, until: record.tokenExpiresAt)) == true else { return false }
+        try? await fleet.state.publish(.terminate(id))
+        return true
+    }
 
     func stats() async -> AdminStats {
         let counters = await server.counters()
@@ -187,7 +228,13 @@ final class RelayAdminAPI: AdminBackend {
             packetsDropped: keyed(counters.packetsDropped) { $0.rawValue },
             allocationsEnded: keyed(counters.allocationsEnded) { $0.rawValue },
             rateLimitHits: keyed(counters.rateLimitHits) { $0.rawValue },
-            tokenVerifications: keyed(counters.tokenVerifications) { $0.label })
+            tokenVerifications: keyed(counters.tokenVerifications) { $0.label },
+            fleet: fleet.map { fleet in
+                AdminStats.Fleet(instances: fleet.instances.map {
+                    .init(id: $0.id, region: $0.region, publicAddress: $0.publicAddress, allocations: $0.allocations,
+                          draining: $0.draining, lastHeartbeat: $0.lastHeartbeat)
+                })
+            })
     }
 
     func revoke(_ target: RevocationList.Target, until: UInt64?) async throws(AdminError) -> AdminRevocation {
@@ -198,10 +245,20 @@ final class RelayAdminAPI: AdminBackend {
         }
         let now = UInt64(Date().timeIntervalSince1970)
         let resolved = expiry ?? now + UInt64(settings.auth.maxTokenLifetime.components.seconds) + UInt64(settings.auth.clockSkew.components.seconds)
-        do {
-            try revocations.update { $0.add(target, until: resolved) }
-        } catch {
-            throw AdminError(500, "storage", "\(error)")
+        if let fleet {
+            do throws(SharedStateError) {
+                try await fleet.state.addRevocation(.init(target: target, until: resolved))
+                fleet.noteApplied(revocation: target)
+                try await fleet.state.publish(.revoke(target, until: resolved))
+            } catch {
+                throw Self.unavailable(error)
+            }
+        } else {
+            do {
+                try revocations.update { $0.add(target, until: resolved) }
+            } catch {
+                throw AdminError(500, "storage", "\(error)")
+            }
         }
         switch target {
         case .allocation(let id): await server.revoke(allocationID: id)
@@ -210,9 +267,29 @@ final class RelayAdminAPI: AdminBackend {
         return AdminRevocation(RevocationList.Entry(target: target, until: resolved))
     }
 
-    func revocations() async -> [AdminRevocation] { revocations.all.map(AdminRevocation.init) }
+    func revocations() async -> [AdminRevocation] {
+        if let fleet, let shared = try? await fleet.state.revocations() { return shared.map(AdminRevocation.init) }
+        return revocations.all.map(AdminRevocation.init)
+    }
+
+    /// 503 `unavailable`: the shared state did not answer (DESIGN §7).
+    static func unavailable(_ error: SharedStateError) -> AdminError {
+        AdminError(503, "unavailable", "shared state unreachable: \(error.reason)")
+    }
 
     func unrevoke(_ target: RevocationList.Target) async throws(AdminError) -> Bool {
+        if let fleet {
+            let existed: Bool
+            do throws(SharedStateError) {
+                existed = try await fleet.state.removeRevocation(target)
+                fleet.noteApplied(lifted: target)
+                if existed { try await fleet.state.publish(.unrevoke(target)) }
+            } catch {
+                throw Self.unavailable(error)
+            }
+            if existed { await lift(target) }
+            return existed
+        }
         var existed = false
         do {
             try revocations.update { existed = $0.remove(target) }
@@ -232,6 +309,10 @@ final class RelayAdminAPI: AdminBackend {
 
     func blocklist() async -> [AdminBlockEntry] {
         let configured = current.withLock { $0.configuration.blocklist.entries }
+        if let fleet, let shared = try? await fleet.state.blocks() {
+            return configured.map { AdminBlockEntry(cidr: $0, source: "config", reason: nil, expiresAt: nil) }
+                + shared.map { AdminBlockEntry(cidr: $0.cidr, source: "api", reason: $0.reason, expiresAt: $0.expiresAt) }
+        }
         return configured.map { AdminBlockEntry(cidr: $0, source: "config", reason: nil, expiresAt: nil) }
             + blocklistEntries.all.map { AdminBlockEntry(cidr: $0.cidr, source: "api", reason: $0.reason, expiresAt: $0.expiresAt) }
     }
@@ -245,11 +326,29 @@ final class RelayAdminAPI: AdminBackend {
         }
         let expiresAt = ttlSeconds.map { UInt64(Date().timeIntervalSince1970) + $0 }
         blocklistEntries.set(.init(cidr: cidr, reason: reason, expiresAt: expiresAt))
+        if let fleet {
+            let entry = SharedBlockEntry(cidr: cidr, reason: reason, expiresAt: expiresAt)
+            do throws(SharedStateError) {
+                try await fleet.state.addBlock(entry)
+                fleet.noteApplied(block: cidr)
+                try await fleet.state.publish(.block(entry))
+            } catch {
+                throw Self.unavailable(error)
+            }
+        }
         logger.notice("block-list entry added", metadata: ["cidr": "\(cidr)", "connections_ended": "\(ended)"])
         return AdminBlockEntry(cidr: cidr, source: "api", reason: reason, expiresAt: expiresAt)
     }
 
     func unblock(cidr: String) async -> Bool {
+        if let fleet {
+            let existed = (try? await fleet.state.removeBlock(cidr: cidr)) ?? false
+            fleet.noteApplied(unblock: cidr)
+            if existed { try? await fleet.state.publish(.unblock(cidr: cidr)) }
+            blocklistEntries.remove(cidr)
+            if existed { _ = await server.unblock(cidr) }
+            return existed
+        }
         guard blocklistEntries.remove(cidr) else { return false }
         _ = await server.unblock(cidr)
         return true
@@ -269,9 +368,11 @@ final class RelayAdminAPI: AdminBackend {
     func subscribeEvents() -> AsyncStream<String> { events.subscribe() }
 
     func adminCallCompleted(method: String, path: String, status: Int, caller: String) {
-        guard events.hasSubscribers else { return }
-        events.publish(Self.eventLine("admin", ["method": method, "path": path, "status": status, "caller": caller],
-                                      instance: instanceID, region: region))
+        guard events.hasSubscribers || fleet != nil else { return }
+        let line = Self.eventLine("admin", ["method": method, "path": path, "status": status, "caller": caller],
+                                  instance: instanceID, region: region)
+        if events.hasSubscribers { events.publish(line) }
+        fleet?.publish(event: line)
     }
 }
 

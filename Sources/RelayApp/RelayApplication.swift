@@ -7,7 +7,10 @@ import RelayAdmin
 import RelayConfig
 import RelayFallback
 import RelayEngine
+import RedisProtocol
+import RedisSharedState
 import ServiceLifecycle
+import SharedState
 
 /// The relay process as one `Service`: it turns checked settings into the core's
 /// configuration, owns the services — the HTTP endpoints (`/health`, `/ready`, `/metrics`),
@@ -56,12 +59,14 @@ public struct RelayApplication: Service {
                                      configuration: configuration, logger: logger)
         let current = CurrentConfiguration((loader, settings, configuration))
         let adminToken = try StartChecks.adminToken(settings)
+        let instanceID = settings.server.instanceID ?? Self.randomInstanceID()
+        let fleet = try Self.fleetService(settings, server: server, instanceID: instanceID, logger: logger)
         let admin = RelayAdminAPI(server: server, revocations: try StartChecks.revocationStore(settings), token: adminToken,
-                                  current: current, level: level, instanceID: settings.server.instanceID ?? Self.randomInstanceID(),
-                                  region: settings.server.region, logger: logger)
+                                  current: current, level: level, instanceID: instanceID,
+                                  region: settings.server.region, fleet: fleet, logger: logger)
         server.eventSink = { [admin] event in admin.publish(event) }
         self.admin = admin
-        let backend = RelayBackend(server: server, metrics: RelayMetrics(region: settings.server.region))
+        let backend = RelayBackend(server: server, metrics: RelayMetrics(region: settings.server.region), fleet: fleet)
         let http = Application(
             router: HealthRouter.make(backend: backend),
             // An HTTP connection idle this long is closed: scrapers reconnect, idle sockets
@@ -80,9 +85,11 @@ public struct RelayApplication: Service {
         }
         var relay = RelayService(server: server, logger: logger, fallback: settings.fallbackConfiguration, drainTimeout: drainTimeout)
         relay.afterStart = { [admin] in await admin.applyStoredRevocations() }
-        // Started in this order, shut down in reverse: the relay drains first, the admin API
-        // and the HTTP endpoints stay up while it does.
+        if let fleet { relay.handOver = { await fleet.handOver() } }
+        // Started in this order, shut down in reverse: the relay drains first, the fleet's
+        // hand-over, the admin API and the HTTP endpoints stay up while it does.
         var services: [any Service] = [http]
+        if let fleet { services.append(fleet) }
         if settings.admin.enabled {
             if let listen = settings.admin.listen {
                 services.append(Self.adminApplication(admin: admin, listen: listen, logger: logger))
@@ -122,6 +129,31 @@ public struct RelayApplication: Service {
             configuration: .init(address: address, serverName: "zrc-relay-admin"),
             onServerRunning: onServerRunning,
             logger: logger)
+    }
+
+    /// With `redis.url`: the relay joins the fleet through Redis and the returned service keeps
+    /// it there. Without: the embedded in-memory state (this instance owns every allocation).
+    static func fleetService(_ settings: RelaySettings, server: RelayServer, instanceID: String, logger: Logger) throws -> FleetService? {
+        let leaseTTL = settings.redis.heartbeatInterval * 3
+        guard let url = try StartChecks.redisURL(settings) else {
+            server.fleet = FleetMembership(state: InMemorySharedState(), instanceID: instanceID, leaseTTL: leaseTTL)
+            return nil
+        }
+        // A call that takes longer than a heartbeat interval counts as a failure: `/ready`
+        // turns 503 within 2 intervals even when Redis hangs instead of refusing.
+        let timeout = max(.milliseconds(250), min(.seconds(2), settings.redis.heartbeatInterval))
+        let state = RedisSharedState(url: url, prefix: settings.redis.keyPrefix, timeout: timeout,
+                                     reconnectCap: settings.redis.heartbeatInterval, logger: logger)
+        server.fleet = FleetMembership(state: state, instanceID: instanceID, leaseTTL: leaseTTL)
+        let identity = FleetInstance(
+            id: instanceID, region: settings.server.region, publicAddress: settings.fleetAddress(towardRedis: url),
+            startedAt: UInt64(Date().timeIntervalSince1970))
+        logger.info("joining the fleet through Redis", metadata: [
+            "instance": "\(instanceID)", "region": "\(settings.server.region)", "public_addr": "\(identity.publicAddress)",
+            "redis": "\(url)",
+        ])
+        return FleetService(state: state, server: server, identity: identity, heartbeatInterval: settings.redis.heartbeatInterval,
+                            flushInterval: settings.redis.usageFlushInterval, logger: logger)
     }
 
     static func randomInstanceID() -> String {
@@ -180,6 +212,21 @@ struct AdminSocketService: Service {
 }
 
 extension RelaySettings {
+    /// Where other instances send this one's clients (`alt`, `host:port`): `server.public_addr`,
+    /// else the listen address when it is not a wildcard, else the local address this host
+    /// reaches Redis from (the fleet's network).
+    func fleetAddress(towardRedis url: RedisURL) -> String {
+        let port = server.listenPort
+        var host = server.publicAddress
+        if host == nil, !["0.0.0.0", "::"].contains(server.listenAddress) { host = server.listenAddress }
+        if host == nil, let redis = TransportAddress(ipAddress: url.host, port: UInt16(clamping: url.port)),
+           let local = TransportAddress.localAddress(toward: redis)?.unmappingIPv4 {
+            host = local.hostString
+        }
+        let chosen = host ?? "127.0.0.1"
+        return HostPort(host: chosen, port: port).description
+    }
+
     /// The TCP fallback listener on the same address and port as QUIC, or `nil` when disabled.
     var fallbackConfiguration: FallbackListener.Configuration? {
         guard fallback.enabled else { return nil }

@@ -25,6 +25,9 @@ final class RelayMetrics: Sendable {
     private let duration: CoreMetrics.Recorder
     private let quotaUsage: CoreMetrics.Recorder
     private let endedIDsForgotten: CoreMetrics.Counter
+    /// Made on first use: operations and regions are open sets (still never ids or addresses).
+    private let sharedStateErrors = Mutex<[String: CoreMetrics.Counter]>([:])
+    private let fleetInstances = Mutex<[String: CoreMetrics.Gauge]>([:])
 
 
     init(region: String) {
@@ -75,6 +78,24 @@ final class RelayMetrics: Sendable {
             let forgotten = now.endedIDsForgotten &- previous.endedIDsForgotten
             if forgotten > 0, forgotten < UInt64(Int64.max) { endedIDsForgotten.increment(by: Int64(forgotten)) }
             for (transport, gauge) in connections { gauge.record(now.connections[transport] ?? 0) }
+            sharedStateErrors.withLock { counters in
+                for (operation, total) in now.sharedStateErrors {
+                    let d = total &- (previous.sharedStateErrors[operation] ?? 0)
+                    guard d > 0, d < UInt64(Int64.max) else { continue }
+                    let counter = counters[operation] ?? CoreMetrics.Counter(
+                        label: "zrc_relay_shared_state_errors_total", dimensions: [("region", region), ("op", operation)], factory: factory)
+                    counters[operation] = counter
+                    counter.increment(by: Int64(d))
+                }
+            }
+            fleetInstances.withLock { gauges in
+                for region in Set(gauges.keys).union(now.fleetInstances.keys) {
+                    let gauge = gauges[region] ?? CoreMetrics.Gauge(
+                        label: "zrc_relay_fleet_instances", dimensions: [("region", region)], factory: factory)
+                    gauges[region] = gauge
+                    gauge.record(now.fleetInstances[region] ?? 0)
+                }
+            }
             let ended = now.allocationsEnded.values.reduce(0, +)
             let endedBefore = previous.allocationsEnded.values.reduce(0, +)
             // The loop keeps the most recent durations; record the ones not seen yet.

@@ -15,6 +15,8 @@ struct RelayService: Service {
     var drainTimeout: Duration = .seconds(30)
     /// Runs once the relay's loop runs, before any listener opens (stored revocations).
     var afterStart: @Sendable () async -> Void = {}
+    /// With a fleet: flushes, releases the leases and returns the `alt` for GOAWAY.
+    var handOver: @Sendable () async -> String = { "" }
 
     func run() async throws {
         try server.start()
@@ -36,7 +38,7 @@ struct RelayService: Service {
         try? await gracefulShutdown()
         await listener?.stop()
         logger.info("draining: GOAWAY sent, waiting for clients to leave", metadata: ["timeout_s": "\(drainTimeout.components.seconds)"])
-        await server.beginDrain()
+        await server.beginDrain(alternate: await handOver())
         let deadline = ContinuousClock.now + drainTimeout
         while ContinuousClock.now < deadline {
             if await server.liveCounts().boundConnections == 0 { break }
@@ -53,8 +55,13 @@ struct RelayService: Service {
 struct RelayBackend: RelayAdminBackend {
     let server: RelayServer
     let metrics: RelayMetrics
+    /// With Redis: `/ready` is 503 while the shared state does not answer.
+    var fleet: FleetService?
 
-    func isReady() async -> Bool { await server.isAcceptingAllocations() }
+    func isReady() async -> Bool {
+        guard fleet?.isHealthy ?? true else { return false }
+        return await server.isAcceptingAllocations()
+    }
 
     func metricsText() async -> String {
         metrics.render(await server.counters())

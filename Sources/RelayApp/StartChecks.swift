@@ -2,6 +2,7 @@ import Foundation
 import RelayConfig
 import RelayCore
 import RelayEngine
+import RedisProtocol
 import QUICTransport
 
 /// Every check `serve` makes before binding a socket, shared with `config check` (DESIGN §2
@@ -13,8 +14,20 @@ public enum StartChecks {
         try checkCertificate(settings)
         _ = try adminToken(settings)
         _ = try revocationStore(settings)
+        _ = try redisURL(settings)
         if let developer = developmentSigner(settings) { configuration.tokens.trustedKeys.insert(developer) }
         return configuration
+    }
+
+    /// `redis.url` parsed, `nil` when unset (the embedded in-memory state). The error never
+    /// repeats the URL (it may hold a password).
+    public static func redisURL(_ settings: RelaySettings) throws(ConfigError) -> RedisURL? {
+        guard let text = settings.redis.url, !text.isEmpty else { return nil }
+        do {
+            return try RedisURL(parsing: text)
+        } catch {
+            throw ConfigError(key: "redis.url", problem: error.description)
+        }
     }
 
     /// The development device key (`certs/dev-device.key`, written with the development

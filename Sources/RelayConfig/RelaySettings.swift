@@ -93,8 +93,26 @@ public struct RelaySettings: Sendable, Hashable {
     public var fallback: Fallback
     public var metricsListen: HostPort
     public var admin: Admin
-    public var redisURL: String?
+    public var redis: Redis
     public var logging: Logging
+}
+
+extension RelaySettings {
+    /// `redis.*`: shared state for several instances (DESIGN §8).
+    public struct Redis: Sendable, Hashable {
+        /// `nil`: embedded in-memory state, one instance.
+        public var url: String?
+        public var keyPrefix: String
+        public var heartbeatInterval: Duration
+        public var usageFlushInterval: Duration
+
+        public init(url: String?, keyPrefix: String, heartbeatInterval: Duration, usageFlushInterval: Duration) {
+            self.url = url
+            self.keyPrefix = keyPrefix
+            self.heartbeatInterval = heartbeatInterval
+            self.usageFlushInterval = usageFlushInterval
+        }
+    }
 }
 
 /// `host:port` (IPv6 as `[host]:port`).

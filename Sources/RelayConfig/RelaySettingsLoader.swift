@@ -256,7 +256,11 @@ public struct RelaySettingsLoader: Sendable {
                 unixSocket: text("admin.unix_socket"),
                 token: text("admin.token"),
                 tokenFile: text("admin.token_file")),
-            redisURL: text("redis.url"),
+            redis: .init(
+                url: text("redis.url"),
+                keyPrefix: text("redis.key_prefix") ?? "zrc:",
+                heartbeatInterval: try duration("redis.heartbeat_interval"),
+                usageFlushInterval: try duration("redis.usage_flush_interval")),
             logging: .init(level: try choice("logging.level"), format: try choice("logging.format")))
         try Self.checkConsistency(settings)
         return settings
@@ -286,6 +290,12 @@ public struct RelaySettingsLoader: Sendable {
         }
         if s.admin.enabled, s.admin.listen != nil, (s.admin.token ?? "").isEmpty, s.admin.tokenFile == nil {
             throw ConfigError(key: "admin.token", problem: "admin.enabled = true needs admin.token or admin.token_file")
+        }
+        if s.redis.heartbeatInterval < .milliseconds(100) {
+            throw ConfigError(key: "redis.heartbeat_interval", problem: "must be at least 100ms")
+        }
+        if s.redis.usageFlushInterval < .milliseconds(100) {
+            throw ConfigError(key: "redis.usage_flush_interval", problem: "must be at least 100ms")
         }
         if s.auth.maxTokenLifetime == .zero {
             throw ConfigError(key: "auth.max_token_lifetime", problem: "must be greater than 0")

@@ -74,6 +74,7 @@ public struct AllocationTable: Sendable {
         let bandwidth: UInt64
         let quota: UInt64
         let createdAt: RelayInstant
+        let createdUnix: UInt64
         let latestEnd: UInt64  // created (Unix) + allocation_timeout
         var expiresAt: UInt64  // Unix seconds
         var tokenExpiresAt: UInt64
@@ -190,14 +191,11 @@ public struct AllocationTable: Sendable {
         guard perSigner[token.signer, default: 0] < configuration.maxAllocationsPerKey else {
             return refuse(connection, .capacity, "signer is at max_allocations_per_key")
         }
-        let limits = configuration.tiers[token.tier] ?? TierLimits(bandwidthBitsPerSecond: 0, quotaBytes: 0)
-        let bandwidth = TierLimits.effective(token: token.bandwidthBitsPerSecond, tier: limits.bandwidthBitsPerSecond)
-        let quota = TierLimits.effective(token: token.quotaBytes, tier: limits.quotaBytes)
-        let (latestEnd, overflow) = nowUnix.addingReportingOverflow(configuration.allocationTimeout.wholeSeconds)
-        let cap = overflow ? UInt64.max : latestEnd
+        let terms = terms(for: token, nowUnix: nowUnix)
+        let (bandwidth, quota, cap) = (terms.bandwidthBitsPerSecond, terms.quotaBytes, terms.latestEnd)
         var allocation = Allocation(
             id: token.allocationID, signer: token.signer, tier: token.tier, bandwidth: bandwidth, quota: quota,
-            createdAt: now, latestEnd: cap, expiresAt: min(token.expiresAt, cap), tokenExpiresAt: token.expiresAt,
+            createdAt: now, createdUnix: nowUnix, latestEnd: cap, expiresAt: min(token.expiresAt, cap), tokenExpiresAt: token.expiresAt,
             sides: [Side(peer: token.peerA, bucket: TokenBucket(bitsPerSecond: bandwidth)),
                     Side(peer: token.peerB, bucket: TokenBucket(bitsPerSecond: bandwidth))])
         let index = allocation.side(of: peer)
@@ -226,6 +224,119 @@ public struct AllocationTable: Sendable {
     public func refuse(_ connection: ConnectionHandle, _ code: RelayErrorCode, _ reason: String) -> [AllocationAction] {
         [.send(.error(code: code, reason: reason), to: connection), .close(connection, code: code)]
     }
+
+    // MARK: Several instances (DESIGN §8)
+
+    /// An allocation another instance served, as the shared state last recorded it.
+    public struct CarriedAllocation: Sendable, Hashable {
+        public var id: AllocationID
+        public var signer: SignerKey
+        public var peerA: PeerID
+        public var peerB: PeerID
+        public var tier: Tier
+        public var bandwidthBitsPerSecond: UInt64
+        public var quotaBytes: UInt64
+        public var usedBytes: UInt64
+        public var bytesAToB: UInt64
+        public var bytesBToA: UInt64
+        public var createdAtUnix: UInt64
+        public var expiresAt: UInt64
+        public var tokenExpiresAt: UInt64
+        public var latestEnd: UInt64
+        /// Whether both peers were ever bound (then a lone returning peer hears `peer gone`).
+        public var pairedBefore: Bool
+
+        public init(id: AllocationID, signer: SignerKey, peerA: PeerID, peerB: PeerID, tier: Tier, bandwidthBitsPerSecond: UInt64,
+                    quotaBytes: UInt64, usedBytes: UInt64, bytesAToB: UInt64, bytesBToA: UInt64, createdAtUnix: UInt64,
+                    expiresAt: UInt64, tokenExpiresAt: UInt64, latestEnd: UInt64, pairedBefore: Bool) {
+            self.id = id
+            self.signer = signer
+            self.peerA = peerA
+            self.peerB = peerB
+            self.tier = tier
+            self.bandwidthBitsPerSecond = bandwidthBitsPerSecond
+            self.quotaBytes = quotaBytes
+            self.usedBytes = usedBytes
+            self.bytesAToB = bytesAToB
+            self.bytesBToA = bytesBToA
+            self.createdAtUnix = createdAtUnix
+            self.expiresAt = expiresAt
+            self.tokenExpiresAt = tokenExpiresAt
+            self.latestEnd = latestEnd
+            self.pairedBefore = pairedBefore
+        }
+    }
+
+    /// The caps and expiry a new allocation for `token` gets here (tier narrowing, allocation_timeout).
+    public func terms(for token: RelayTokenV1, nowUnix: UInt64) -> CarriedAllocation {
+        let limits = configuration.tiers[token.tier] ?? TierLimits(bandwidthBitsPerSecond: 0, quotaBytes: 0)
+        let (latestEnd, overflow) = nowUnix.addingReportingOverflow(configuration.allocationTimeout.wholeSeconds)
+        let cap = overflow ? UInt64.max : latestEnd
+        return CarriedAllocation(
+            id: token.allocationID, signer: token.signer, peerA: token.peerA, peerB: token.peerB, tier: token.tier,
+            bandwidthBitsPerSecond: TierLimits.effective(token: token.bandwidthBitsPerSecond, tier: limits.bandwidthBitsPerSecond),
+            quotaBytes: TierLimits.effective(token: token.quotaBytes, tier: limits.quotaBytes), usedBytes: 0, bytesAToB: 0,
+            bytesBToA: 0, createdAtUnix: nowUnix, expiresAt: min(token.expiresAt, cap), tokenExpiresAt: token.expiresAt,
+            latestEnd: cap, pairedBefore: false)
+    }
+
+    /// Whether one more allocation of `signer` fits (`max_allocations`, `max_allocations_per_key`).
+    public func hasRoom(for signer: SignerKey) -> Bool {
+        allocations.count < configuration.maxAllocations && perSigner[signer, default: 0] < configuration.maxAllocationsPerKey
+    }
+
+    /// Whether `id` is live here.
+    public func contains(_ id: AllocationID) -> Bool { allocations[id] != nil }
+
+    /// Takes over an allocation from another instance with its caps, expiry and usage; no side
+    /// is bound yet (the ALLOCATE that caused it binds next). Both sides count as away since
+    /// now, so `idle_timeout` ends it if nobody comes. No-op when it is already live here.
+    public mutating func adopt(_ carried: CarriedAllocation, now: RelayInstant, nowUnix: UInt64) {
+        guard allocations[carried.id] == nil else { return }
+        let ageSeconds = nowUnix >= carried.createdAtUnix ? nowUnix - carried.createdAtUnix : 0
+        let (ageNanoseconds, overflow) = ageSeconds.multipliedReportingOverflow(by: 1_000_000_000)
+        let createdAt = RelayInstant(nanoseconds: overflow || ageNanoseconds > now.nanoseconds ? 0 : now.nanoseconds - ageNanoseconds)
+        var sides = [Side(peer: carried.peerA, bucket: TokenBucket(bitsPerSecond: carried.bandwidthBitsPerSecond)),
+                     Side(peer: carried.peerB, bucket: TokenBucket(bitsPerSecond: carried.bandwidthBitsPerSecond))]
+        sides[0].bytesSent = carried.bytesAToB
+        sides[1].bytesSent = carried.bytesBToA
+        sides[0].leftAt = now
+        sides[1].leftAt = now
+        var allocation = Allocation(
+            id: carried.id, signer: carried.signer, tier: carried.tier, bandwidth: carried.bandwidthBitsPerSecond,
+            quota: carried.quotaBytes, createdAt: createdAt, createdUnix: carried.createdAtUnix, latestEnd: carried.latestEnd,
+            expiresAt: carried.expiresAt, tokenExpiresAt: carried.tokenExpiresAt, sides: sides)
+        allocation.forwarded = carried.usedBytes
+        allocation.pairedOnce = carried.pairedBefore
+        allocation.quotaNoticeSent = carried.quotaBytes > 0
+            && carried.usedBytes.multipliedFullWidth(by: 10) >= carried.quotaBytes.multipliedFullWidth(by: 9)
+        allocations[carried.id] = allocation
+        perSigner[carried.signer, default: 0] += 1
+    }
+
+    /// Another instance owns `id` now: it is dropped here without being remembered as ended
+    /// and without an `ended` event; each bound side gets `goAway` and a close with code 0.
+    public mutating func forget(_ id: AllocationID, goAway: ControlFrame.GoAway) -> [AllocationAction] {
+        guard let allocation = allocations.removeValue(forKey: id) else { return [] }
+        var actions: [AllocationAction] = []
+        for side in allocation.sides {
+            guard let connection = side.connection else { continue }
+            bindings[connection] = nil
+            actions.append(.send(.goAway(goAway), to: connection))
+            actions.append(.close(connection, code: .replaced))
+        }
+        if let n = perSigner[allocation.signer] { perSigner[allocation.signer] = n > 1 ? n - 1 : nil }
+        return actions
+    }
+
+    /// Remembers `id` as ended until `until` (ended on another instance).
+    public mutating func rememberEnded(_ id: AllocationID, until: UInt64) { ended.insert(id, until: until) }
+
+    /// Until when an ended id is remembered.
+    public func endedUntil(_ id: AllocationID) -> UInt64? { ended.expiry(of: id) }
+
+    /// Live allocation ids.
+    public var ids: [AllocationID] { Array(allocations.keys) }
 
     // MARK: REFRESH, RELEASE, connection loss
 
@@ -402,6 +513,7 @@ public struct AllocationTable: Sendable {
                 AllocationSnapshot.Side(peer: side.peer, connection: side.connection,
                                         boundFor: side.connection == nil ? nil : side.boundAt.map { now.since($0) })
             },
+            createdAtUnix: a.createdUnix, tokenExpiresAt: a.tokenExpiresAt, latestEnd: a.latestEnd, usedBytes: a.forwarded,
             sinceLastActivity: now.since([a.createdAt, a.sides[0].lastForwardAt, a.sides[1].lastForwardAt,
                                           a.sides[0].boundAt, a.sides[1].boundAt].compactMap { $0 }.max() ?? a.createdAt))
     }

@@ -79,6 +79,13 @@ public struct AllocationSnapshot: Sendable, Hashable {
     public var age: Duration
     /// Peer A's side, then peer B's.
     public var sides: [Side] = []
+    /// Unix seconds of creation (on the first instance that served it).
+    public var createdAtUnix: UInt64 = 0
+    /// The latest token expiry seen, and the allocation_timeout cap.
+    public var tokenExpiresAt: UInt64 = 0
+    public var latestEnd: UInt64 = 0
+    /// Payload bytes forwarded both ways, counted against the quota.
+    public var usedBytes: UInt64 = 0
     /// Time since the last datagram forwarded or connection bound (or since creation).
     public var sinceLastActivity: Duration = .zero
 

@@ -50,6 +50,9 @@ public struct EndedAllocations: Sendable {
     /// Whether `id` is remembered (expired or not).
     public func remembers(_ id: AllocationID) -> Bool { until[id] != nil }
 
+    /// Until when `id` is remembered, if it is.
+    public func expiry(of id: AllocationID) -> UInt64? { until[id]?.expiry }
+
     /// Drops entries whose expiry passed; cheap to call often (sweeps at most once a second).
     public mutating func forgetExpired(nowUnix: UInt64) {
         guard nowUnix != lastSweep else { return }

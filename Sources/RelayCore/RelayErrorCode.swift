@@ -28,17 +28,19 @@ public struct RelayErrorCode: Hashable, Sendable, CustomStringConvertible {
     public static let tokenNotYetValid = Self(rawValue: 18)
     public static let wrongAudience = Self(rawValue: 19)
     public static let allocationEnded = Self(rawValue: 20)
+    /// v3: the shared state (Redis) is unreachable; try another instance.
+    public static let unavailable = Self(rawValue: 21)
 
     private static let names: [UInt16: String] = [
         0: "replaced", 1: "bad_message", 2: "invalid_token", 3: "untrusted_key", 4: "token_expired",
         5: "allocation_mismatch", 6: "unknown_peer", 7: "capacity", 8: "rate_limited", 9: "blocked",
         10: "quota_exceeded", 11: "allocation_expired", 12: "draining", 13: "internal", 14: "released",
         15: "peer_timeout", 16: "admin_terminated", 17: "revoked", 18: "token_not_yet_valid",
-        19: "wrong_audience", 20: "allocation_ended",
+        19: "wrong_audience", 20: "allocation_ended", 21: "unavailable",
     ]
 
     /// Every defined code, in wire order.
-    public static let all: [RelayErrorCode] = (0...20).map { Self(rawValue: UInt16($0)) }
+    public static let all: [RelayErrorCode] = (0...21).map { Self(rawValue: UInt16($0)) }
 
     /// The snake_case name of DESIGN §4 (`"bad_message"`); `"code_N"` for an undefined value.
     public var name: String { Self.names[rawValue] ?? "code_\(rawValue)" }

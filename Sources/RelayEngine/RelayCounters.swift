@@ -37,6 +37,10 @@ public struct RelayCounters: Sendable, Hashable {
     /// Ended allocation ids forgotten early because their memory was full.
     public var endedIDsForgotten: UInt64 = 0
     public var rateLimitHits: [RateLimitKind: UInt64] = [:]
+    /// Failed shared-state calls by operation (`shared_state_errors_total{op}`).
+    public var sharedStateErrors: [String: UInt64] = [:]
+    /// Live fleet instances by region (`fleet_instances`); empty without Redis.
+    public var fleetInstances: [String: Int] = [:]
     /// ERROR frames sent and close codes used, by code.
     public var errors: [RelayErrorCode: UInt64] = [:]
     /// Token verifications by result.

@@ -21,11 +21,15 @@ extension RelayServer {
             case .rejected(let code):
                 refuse(handle, code, "token refused: \(code.name)", state)
             case .valid(let token):
-                let result = table.allocate(connection: handle, peer: peer, token: token, addressing: addressing(), now: now, nowUnix: nowUnix)
-                if table.isBound(handle) {
-                    state.logger[metadataKey: "zrc.allocation.id"] = "\(token.allocationID)"
+                let request = PendingAllocate(handle: handle, peer: peer, token: token, addressing: addressing(), state: state)
+                // Served here, or alone: the table decides. Otherwise the fleet decides who
+                // serves it (after the checks that need no shared state: peer id, ended here).
+                if let fleet = sharedFleet, !table.contains(token.allocationID), token.allows(peer), !table.hasEnded(token.allocationID),
+                   !table.isBound(handle) {
+                    claimThenAllocate(request, fleet: fleet)
+                } else {
+                    allocateLocally(request)
                 }
-                perform(result)
             }
         case .refresh(let tokenBytes):
             switch verify(tokenBytes, state: state) {
@@ -131,6 +135,7 @@ extension RelayServer {
             logger.info("allocation paired", metadata: ["zrc.allocation.id": "\(id)"])
         case .ended(let id, let outcome, let aToB, let bToA, let duration, let usage, let signer, let tier):
             countEnded(outcome, duration: duration, usage: usage)
+            reportEnded(id, outcome: outcome)
             let seconds = duration / .seconds(1)
             eventSink?(.allocationEnded(id, signer: signer, tier: tier, outcome: outcome,
                                         bytesAToB: aToB, bytesBToA: bToA, durationSeconds: seconds))

@@ -5,6 +5,7 @@ import Logging
 import Synchronization
 import QUICTransport
 import RelayCore
+import SharedState
 
 /// The relay: carries out `AllocationTable` decisions on QUIC connections.
 ///
@@ -49,6 +50,14 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
     var nextLinkID: UInt64 = 0
     /// Connections that must allocate in time (`allocateTimeout`).
     var allocateDeadlines: AllocateDeadlines
+    /// The fleet this relay belongs to (set before `start()`); `nil`: alone, in memory.
+    public var fleet: FleetMembership?
+    /// ALLOCATEs waiting for the shared state, by allocation id (see `RelayServer+Fleet.swift`).
+    var pendingClaims: [AllocationID: [PendingAllocate]] = [:]
+    /// Endings the shared state has not confirmed yet (retried with each sync).
+    var unreportedEnds: [(AllocationID, UInt64)] = []
+    /// Set by a drain once the leases are released: nothing is renewed or ended in the fleet.
+    var fleetHandedOver = false
 
     /// Binds the QUIC socket; `start()` begins serving.
     public init(quic: QUICConfiguration, bindAddress: TransportAddress, configuration: RelayServerConfiguration, logger: Logger) throws {

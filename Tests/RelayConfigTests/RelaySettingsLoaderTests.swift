@@ -44,7 +44,9 @@ import Testing
         #expect(s.metricsListen == HostPort(host: "0.0.0.0", port: 9464))
         #expect(s.admin.enabled == false)
         #expect(s.admin.listen == HostPort(host: "127.0.0.1", port: 9465))
-        #expect(s.redisURL == nil)
+        #expect(s.redis.url == nil)
+        #expect(s.redis.keyPrefix == "zrc:")
+        #expect(s.redis.heartbeatInterval == .seconds(1))
         #expect(s.logging == .init(level: "info", format: "json"))
     }
 
