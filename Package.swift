@@ -224,7 +224,7 @@ let package = Package(
         .target(
             name: "FuzzTargets",
             dependencies: [
-                "RelayCore", "RelayConfig", "Yamux", "YamuxNIO", "ReverseTunnel", "RedisProtocol",
+                "RelayCore", "RelayConfig", "Yamux", "YamuxNIO", "ReverseTunnel", "RedisProtocol", "SharedState",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

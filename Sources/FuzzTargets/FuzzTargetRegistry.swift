@@ -24,6 +24,7 @@ public enum FuzzTargetRegistry {
         FuzzTarget(name: "config", run: ConfigFuzzTarget.run, seeds: ConfigFuzzTarget.seeds),
         FuzzTarget(name: "revocations-file", run: RevocationFileFuzzTarget.run, seeds: RevocationFileFuzzTarget.seeds),
         FuzzTarget(name: "resp", run: RESPFuzzTarget.run, seeds: RESPFuzzTarget.seeds),
+        FuzzTarget(name: "fleet-record", run: FleetRecordFuzzTarget.run, seeds: FleetRecordFuzzTarget.seeds),
     ]
 
     public static func named(_ name: String) -> FuzzTarget? {

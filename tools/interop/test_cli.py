@@ -40,9 +40,11 @@ def test_config_check_valid_and_invalid(tmp_path):
     assert r.returncode == 2 and "admin.token" in r.stderr and "s3cret" not in r.stderr + r.stdout
     r = zrc("config", "check", "--admin.token", "s3cret-" * 6, cwd=tmp_path)
     assert r.returncode == 0 and 'admin.token = "<redacted>"' in r.stdout and "s3cret" not in r.stderr + r.stdout
-    # A key of the contract this build does not implement is refused by name, its secret unprinted.
-    r = zrc("config", "check", "--redis.url", "redis://u:pw@h:6379/0", cwd=tmp_path)
+    # A malformed Redis URL is refused by name, its password unprinted; a good one is redacted.
+    r = zrc("config", "check", "--redis.url", "redis://u:pw@h:notaport/0", cwd=tmp_path)
     assert r.returncode == 2 and "redis.url" in r.stderr and "pw@h" not in r.stderr + r.stdout
+    r = zrc("config", "check", "--redis.url", "redis://u:pw@h:6379/0", cwd=tmp_path)
+    assert r.returncode == 0 and 'redis.url = "<redacted>"' in r.stdout and "pw@h" not in r.stderr + r.stdout
     cases = [
         (["--limits.max-allocations", "many"], "limits.max_allocations"),
         (["--quic.retry", "sometimes"], "quic.retry"),
