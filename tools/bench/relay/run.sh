@@ -4,6 +4,7 @@
 #                                 [--coturn-peer udp|turn] [--only REGEX] [--targets coturn|zrc-relay|both]
 #                                 [--zrc-admin]  (admin API on, one /admin/events subscriber attached)
 #                                 [--zrc-listen ADDR]  (zrc-relay's bind address, default 127.0.0.1; 0.0.0.0 = per-packet IP_PKTINFO)
+#                                 [--zrc-redis]  (zrc-relay in a fleet: a redis-server on a free port, redis.url set)
 # See README.md beside this file. Stops by itself (default run ~8-10 min, --smoke < 30 s).
 set -euo pipefail
 
@@ -21,7 +22,8 @@ only=""
 want=both
 zrc_admin=0
 zrc_listen=127.0.0.1
-usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+zrc_redis=0
+usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) smoke=1 ;;
@@ -34,6 +36,7 @@ while [ $# -gt 0 ]; do
     --targets) want=${2:?}; shift ;;
     --zrc-admin) zrc_admin=1 ;;
     --zrc-listen) zrc_listen=${2:?}; shift ;;
+    --zrc-redis) zrc_redis=1 ;;
     -h|--help) usage ;;
     *) echo "run.sh: unknown argument $1" >&2; usage ;;
   esac
@@ -81,6 +84,7 @@ report="${out%.jsonl}.txt"
 work=$(mktemp -d /tmp/relay-bench.XXXXXX)
 coturn_pid=""
 zrc_pid=""
+redis_pid=""
 stop_pid() {
   local pid=$1
   [ -n "$pid" ] || return 0
@@ -92,6 +96,7 @@ stop_pid() {
 cleanup() {
   stop_pid "$coturn_pid"
   stop_pid "$zrc_pid"
+  stop_pid "$redis_pid"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -151,10 +156,17 @@ if [ "$zrc_ok" = 1 ]; then
   metrics_port=$(free_port)
   pub=$( (cd "$work/zrc" && "$zrc_bin" token keygen --out "$zrc_key") | tail -1 | tr -d '[:space:]')
   admin_args=()
+  if [ "$zrc_redis" = 1 ]; then
+    redis_port=$(free_port)
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >"$work/redis.log" 2>&1 &
+    redis_pid=$!
+    admin_args+=(--redis.url "redis://127.0.0.1:$redis_port/0" --server.instance-id bench)
+    echo "zrc-relay: in a fleet with redis-server on 127.0.0.1:$redis_port" >&2
+  fi
   if [ "$zrc_admin" = 1 ]; then
     admin_port=$(free_port)
     admin_token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-    admin_args=(--admin.enabled true --admin.listen "127.0.0.1:$admin_port" --admin.token "$admin_token")
+    admin_args+=(--admin.enabled true --admin.listen "127.0.0.1:$admin_port" --admin.token "$admin_token")
   fi
   (cd "$work/zrc" && exec "${pfx[@]}" "$zrc_bin" serve "${admin_args[@]}" --server.listen-addr "$zrc_listen" --server.listen-port "$zrc_port" \
      --metrics.listen "127.0.0.1:$metrics_port" --auth.trusted-keys "$pub" \
@@ -164,7 +176,7 @@ if [ "$zrc_ok" = 1 ]; then
   zrc_pid=$!
   up=0
   for _ in $(seq 300); do
-    if curl -sf "http://127.0.0.1:$metrics_port/health" >/dev/null 2>&1; then up=1; break; fi
+    if curl -sf "http://127.0.0.1:$metrics_port/ready" >/dev/null 2>&1; then up=1; break; fi
     kill -0 "$zrc_pid" 2>/dev/null || break
     sleep 0.1
   done
