@@ -171,7 +171,7 @@ public struct AdminStats: Encodable, Sendable {
             public var publicAddress: String
             public var allocations: Int
             public var draining: Bool
-            /// Unix milliseconds.
+            /// Unix seconds.
             public var lastHeartbeat: UInt64
 
             public init(id: String, region: String, publicAddress: String, allocations: Int, draining: Bool, lastHeartbeat: UInt64) {

@@ -232,7 +232,7 @@ final class RelayAdminAPI: AdminBackend {
             fleet: fleet.map { fleet in
                 AdminStats.Fleet(instances: fleet.instances.map {
                     .init(id: $0.id, region: $0.region, publicAddress: $0.publicAddress, allocations: $0.allocations,
-                          draining: $0.draining, lastHeartbeat: $0.lastHeartbeat)
+                          draining: $0.draining, lastHeartbeat: $0.lastHeartbeat / 1000)
                 })
             })
     }

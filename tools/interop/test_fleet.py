@@ -559,3 +559,45 @@ def test_fleet_metrics_and_stats(fleet):
     assert [i["id"] for i in stats["fleet"]["instances"]] == ["relay1"] and stats["fleet"]["regions"] == {"local": 1}, \
         stats["fleet"]
     assert not late, late
+
+
+# --- events channel --------------------------------------------------------------------------------
+
+def test_events_reach_the_redis_events_channel(fleet):
+    """DESIGN §7: with Redis, every event also goes to `<prefix>events` as the same JSON object."""
+    import json
+    r1 = fleet.relay("relay1")
+    sub = subprocess.Popen(["redis-cli", "-p", str(fleet.redis.port), "--raw", "SUBSCRIBE", fleet.prefix + "events"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        time.sleep(0.5)  # the subscription is made
+        alloc, pa, pb = ids()
+        token = fleet.key.mint(alloc, pa, pb)
+
+        async def go():
+            c = Clients()
+            try:
+                a, _ = await c.bind(r1.addr, pa, token)
+                await a.wait_peer("waiting")
+                b, _ = await c.bind(r1.addr, pb, token)
+                await b.wait_peer("paired")
+            finally:
+                await c.close()
+        run(go(), 20)
+        seen = {}
+        deadline = time.time() + 10
+        while time.time() < deadline and not {"allocation_created", "allocation_paired"} <= set(seen):
+            line = sub.stdout.readline()
+            if not line:
+                break
+            text = line.strip()
+            if text.startswith("{"):
+                event = json.loads(text)
+                seen[event["event"]] = event
+        assert {"allocation_created", "allocation_paired"} <= set(seen), seen
+        created = seen["allocation_created"]
+        assert created["instance"] == "relay1" and created["region"] == "local"
+        assert created["allocation_id"] == alloc.hex(), created
+    finally:
+        sub.kill()
+        sub.wait()
