@@ -17,6 +17,8 @@ final class FleetService: Service, Sendable {
     let identity: FleetInstance
     let heartbeatInterval: Duration
     let flushInterval: Duration
+    /// How long a lease outlives its last renewal (3 renewals).
+    let leaseTTL: Duration
     private let logger: Logger
     private let healthy = Atomic<Bool>(false)
     private let draining = Atomic<Bool>(false)
@@ -33,7 +35,8 @@ final class FleetService: Service, Sendable {
     }
 
     init(state: any SharedState, server: RelayServer, identity: FleetInstance, heartbeatInterval: Duration,
-         flushInterval: Duration, logger: Logger) {
+         flushInterval: Duration, leaseTTL: Duration, logger: Logger) {
+        self.leaseTTL = leaseTTL
         self.state = state
         self.server = server
         self.identity = identity
@@ -43,8 +46,8 @@ final class FleetService: Service, Sendable {
         (events, eventSink) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(4096))
     }
 
-    /// Leases outlive their last renewal by 3 heartbeat intervals, like the heartbeat itself.
-    var leaseTTL: Duration { heartbeatInterval * 3 }
+    /// The heartbeat record lives 3 intervals: an instance is dead 3 intervals after its last beat.
+    var heartbeatTTL: Duration { heartbeatInterval * 3 }
 
     /// Whether the shared state answered the last heartbeat (`/ready`).
     var isHealthy: Bool { healthy.load(ordering: .relaxed) }
@@ -85,7 +88,7 @@ final class FleetService: Service, Sendable {
         instance.draining = draining.load(ordering: .relaxed)
         instance.allocations = await server.liveCounts().allocations
         do throws(SharedStateError) {
-            try await state.heartbeat(instance, ttl: leaseTTL)
+            try await state.heartbeat(instance, ttl: heartbeatTTL)
             let live = try await state.instances()
             lastInstances.withLock { $0 = live }
             await server.recordFleet(instancesByRegion: Dictionary(live.map { ($0.region, 1) }, uniquingKeysWith: +))
@@ -225,7 +228,7 @@ final class FleetService: Service, Sendable {
             var instance = identity
             instance.draining = true
             instance.allocations = records.count
-            try await state.heartbeat(instance, ttl: leaseTTL)
+            try await state.heartbeat(instance, ttl: heartbeatTTL)
             let live = try await state.instances()
             let alternate = FleetInstance.leastLoaded(live, region: identity.region, excluding: identity.id)
             logger.info("drain: leases released", metadata: [

@@ -251,7 +251,7 @@ final class RelayAdminAPI: AdminBackend {
                 fleet.noteApplied(revocation: target)
                 try await fleet.state.publish(.revoke(target, until: resolved))
             } catch {
-                throw Self.unavailable(error)
+                throw await unavailable(error)
             }
         } else {
             do {
@@ -272,9 +272,10 @@ final class RelayAdminAPI: AdminBackend {
         return revocations.all.map(AdminRevocation.init)
     }
 
-    /// 503 `unavailable`: the shared state did not answer (DESIGN §7).
-    static func unavailable(_ error: SharedStateError) -> AdminError {
-        AdminError(503, "unavailable", "shared state unreachable: \(error.reason)")
+    /// 503 `unavailable`: the shared state did not answer (DESIGN §7); counted.
+    func unavailable(_ error: SharedStateError) async -> AdminError {
+        await server.recordSharedStateError(error.operation)
+        return AdminError(503, "unavailable", "shared state unreachable: \(error.reason)")
     }
 
     func unrevoke(_ target: RevocationList.Target) async throws(AdminError) -> Bool {
@@ -285,7 +286,7 @@ final class RelayAdminAPI: AdminBackend {
                 fleet.noteApplied(lifted: target)
                 if existed { try await fleet.state.publish(.unrevoke(target)) }
             } catch {
-                throw Self.unavailable(error)
+                throw await unavailable(error)
             }
             if existed { await lift(target) }
             return existed
@@ -333,7 +334,7 @@ final class RelayAdminAPI: AdminBackend {
                 fleet.noteApplied(block: cidr)
                 try await fleet.state.publish(.block(entry))
             } catch {
-                throw Self.unavailable(error)
+                throw await unavailable(error)
             }
         }
         logger.notice("block-list entry added", metadata: ["cidr": "\(cidr)", "connections_ended": "\(ended)"])

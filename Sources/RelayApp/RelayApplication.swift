@@ -134,7 +134,9 @@ public struct RelayApplication: Service {
     /// With `redis.url`: the relay joins the fleet through Redis and the returned service keeps
     /// it there. Without: the embedded in-memory state (this instance owns every allocation).
     static func fleetService(_ settings: RelaySettings, server: RelayServer, instanceID: String, logger: Logger) throws -> FleetService? {
-        let leaseTTL = settings.redis.heartbeatInterval * 3
+        // A lease outlives 3 renewals; renewals come with the usage sync, so a long flush
+        // interval lengthens it (an owner's death is still noticed by its heartbeat).
+        let leaseTTL = max(settings.redis.heartbeatInterval, settings.redis.usageFlushInterval) * 3
         guard let url = try StartChecks.redisURL(settings) else {
             server.fleet = FleetMembership(state: InMemorySharedState(), instanceID: instanceID, leaseTTL: leaseTTL)
             return nil
@@ -153,7 +155,7 @@ public struct RelayApplication: Service {
             "redis": "\(url)",
         ])
         return FleetService(state: state, server: server, identity: identity, heartbeatInterval: settings.redis.heartbeatInterval,
-                            flushInterval: settings.redis.usageFlushInterval, logger: logger)
+                            flushInterval: settings.redis.usageFlushInterval, leaseTTL: leaseTTL, logger: logger)
     }
 
     static func randomInstanceID() -> String {

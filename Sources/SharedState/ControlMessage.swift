@@ -9,7 +9,7 @@ import RelayCore
 ///     block <until or 0> <cidr>
 ///     unblock <cidr>
 ///
-/// An unreadable message is ignored by the receiver (counted), never half-applied.
+/// An unreadable message is ignored by the receiver (logged), never half-applied.
 public enum ControlMessage: Sendable, Hashable {
     case revoke(RevocationList.Target, until: UInt64)
     case unrevoke(RevocationList.Target)

@@ -130,11 +130,31 @@ struct SharedStateContractTests {
             #expect(try await store.blocks() == [SharedBlockEntry(cidr: "192.0.2.0/24", reason: "abuse report", expiresAt: nil)])
             #expect(try await store.removeBlock(cidr: "192.0.2.0/24"))
 
+            // Published until it arrives (the subscription is made in the background; a message
+            // sent before it is lost, as in Redis), for at most 10 s.
             let orders = store.controlMessages()
-            var iterator = orders.makeAsyncIterator()
-            try await Task.sleep(for: .milliseconds(300))  // the subscription is made
-            try await store.publish(.terminate(ID16(high: 0xC, low: 2)))
-            #expect(await iterator.next() == .terminate(ID16(high: 0xC, low: 2)))
+            let order = ControlMessage.terminate(ID16(high: 0xC, low: 2))
+            let publisher = Task {
+                while !Task.isCancelled {
+                    try? await store.publish(order)
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            let first = await withTaskGroup(of: ControlMessage?.self) { group in
+                group.addTask {
+                    var iterator = orders.makeAsyncIterator()
+                    return await iterator.next()
+                }
+                group.addTask {
+                    try? await Task.sleep(for: .seconds(10))
+                    return nil
+                }
+                let winner = await group.next() ?? nil
+                group.cancelAll()
+                return winner
+            }
+            publisher.cancel()
+            #expect(first == order)
             try await store.publishEvent("{\"event\":\"allocation_created\"}")
         }
     }
