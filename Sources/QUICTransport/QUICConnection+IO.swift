@@ -267,7 +267,7 @@ extension QUICConnection {
             budget -= 1
         }
         ngtcp2_conn_update_pkt_tx_time(conn, now)
-        if datagrams.isEmpty { datagrams.shrinkIfEmpty() }
+        datagrams.shrinkIfIdle(now: now, idle: 1_000_000_000)
     }
 
     /// Client: opens the control stream on first use. Server: the client opened it.

@@ -79,6 +79,8 @@ public final class QUICEndpoint: @unchecked Sendable {
     /// Work for the loop thread; `loopEnded` once the loop has exited (work then runs at once,
     /// serialised by `afterLoop`, so an async call made after `stop()` still returns).
     private let commands = Mutex<(queue: [@Sendable () -> Void], loopEnded: Bool)>(([], false))
+    /// The loop's half of the command double buffer (loop thread only).
+    private var spareCommands: [@Sendable () -> Void] = []
     private let afterLoop = Mutex<Void>(())
     private let stopRequested = Atomic<Bool>(false)
     private var thread: pthread_t?
@@ -239,12 +241,14 @@ public final class QUICEndpoint: @unchecked Sendable {
     }
 
     private func runCommands() {
-        let pending = commands.withLock { state -> [@Sendable () -> Void] in
-            let items = state.queue
-            state.queue.removeAll(keepingCapacity: true)
-            return items
-        }
+        // Swapped with a spare array that keeps its capacity: copying the queue out and
+        // emptying it in place allocated a new buffer on every loop turn (issue 18).
+        var pending = spareCommands
+        spareCommands = []
+        commands.withLock { state in swap(&pending, &state.queue) }
         for work in pending { work() }
+        pending.removeAll(keepingCapacity: true)
+        spareCommands = pending
     }
 
     private func receivePackets() {

@@ -388,11 +388,15 @@ public struct AllocationTable: Sendable {
     public mutating func forwardDatagram(
         from connection: ConnectionHandle, length: Int, now: RelayInstant, actions: inout [AllocationAction]
     ) -> ForwardDecision {
-        guard let binding = bindings[connection],
-              let (decision, quotaExceeded) = allocations[binding.allocation]?.forward(
-                from: binding.side, length: length, now: now, global: &globalBucket,
-                configuration: configuration, actions: &actions)
-        else { return .drop(.unpaired) }
+        // Mutated in place through `values[index]`: the optional-key subscript's modify
+        // accessor moves the allocation into a coroutine frame too large for the caller's
+        // buffer, which cost a malloc per datagram (issue 18).
+        guard let binding = bindings[connection], let index = allocations.index(forKey: binding.allocation) else {
+            return .drop(.unpaired)
+        }
+        let (decision, quotaExceeded) = allocations.values[index].forward(
+            from: binding.side, length: length, now: now, global: &globalBucket,
+            configuration: configuration, actions: &actions)
         if quotaExceeded {
             end(binding.allocation, outcome: .quotaExceeded, code: .quotaExceeded, reason: "quota exceeded", now: now, into: &actions)
         }
@@ -403,9 +407,8 @@ public struct AllocationTable: Sendable {
     /// bandwidth caps (its side's and the global one), in nanoseconds; 0 when it may go now
     /// or when the connection is not bound (then ``forwardDatagram`` decides). Charges nothing.
     public mutating func bandwidthDelay(from connection: ConnectionHandle, length: Int, now: RelayInstant) -> UInt64 {
-        guard let binding = bindings[connection], var allocation = allocations[binding.allocation] else { return 0 }
-        let own = allocation.sides[binding.side].bucket.nanosecondsUntilAvailable(length, now: now)
-        allocations[binding.allocation] = allocation
+        guard let binding = bindings[connection], let index = allocations.index(forKey: binding.allocation) else { return 0 }
+        let own = allocations.values[index].sides[binding.side].bucket.nanosecondsUntilAvailable(length, now: now)
         return max(own, globalBucket.nanosecondsUntilAvailable(length, now: now))
     }
 
