@@ -1,5 +1,6 @@
 import Logging
 @_exported import RedisProtocol
+import RelayCore
 import NIOCore
 import NIOPosix
 import NIOSSL

@@ -1,4 +1,5 @@
 import RedisClient
+import RelayCore
 import Testing
 
 /// The RESP2/RESP3 parser: every reply type, replies split anywhere, limits and errors.

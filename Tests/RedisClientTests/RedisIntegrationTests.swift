@@ -4,6 +4,7 @@ import NIOPosix
 import RedisClient
 import Synchronization
 import NIOSSL
+import RelayCore
 import Testing
 
 /// A real `redis-server` (Debian's) on a free port of 127.0.0.1, started by the test and
