@@ -54,24 +54,31 @@ final class TCPRelaySession: Sendable {
         let serverName = tls?.serverName
         let slot = NIOLockedValueBox<YamuxMultiplexer?>(nil)
         let handshake = group.any().makePromise(of: Void.self)
-        let channel = try await ClientBootstrap(group: group)
-            .connectTimeout(.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let multiplexer = YamuxMultiplexer(role: .client, eventLoop: channel.eventLoop) { _ in false }
-                    slot.withLockedValue { $0 = multiplexer }
-                    if let sslContext {
-                        try channel.pipeline.syncOperations.addHandler(
-                            try NIOSSLClientHandler(context: sslContext, serverHostname: serverName))
-                        try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(promise: handshake))
-                    } else {
-                        handshake.succeed(())
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .connectTimeout(.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let multiplexer = YamuxMultiplexer(role: .client, eventLoop: channel.eventLoop) { _ in false }
+                        slot.withLockedValue { $0 = multiplexer }
+                        if let sslContext {
+                            try channel.pipeline.syncOperations.addHandler(
+                                try NIOSSLClientHandler(context: sslContext, serverHostname: serverName))
+                            try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(promise: handshake))
+                        } else {
+                            handshake.succeed(())
+                        }
+                        try channel.pipeline.syncOperations.addHandler(multiplexer)
                     }
-                    try channel.pipeline.syncOperations.addHandler(multiplexer)
                 }
-            }
-            .connect(host: relay.hostString, port: Int(relay.port)).get()
+                .connect(host: relay.hostString, port: Int(relay.port)).get()
+        } catch {
+            // Refused or timed out before any handshake: the promise must not leak.
+            handshake.fail(error)
+            throw error
+        }
         do {
             try await handshake.futureResult.get()
         } catch {
@@ -192,11 +199,17 @@ public enum RelayClientError: Error, CustomStringConvertible, Sendable {
     case unreachable(quic: String, tcp: String)
     /// The TCP fallback connected but was refused.
     case fallbackRefused(String)
+    /// An address that is not `host:port` or does not resolve.
+    case badAddress(String)
+    /// A transport this build does not have.
+    case unsupportedTransport(String)
 
     public var description: String {
         switch self {
         case .unreachable(let quic, let tcp): return "relay unreachable: QUIC: \(quic); TCP fallback: \(tcp)"
         case .fallbackRefused(let why): return "TCP fallback refused: \(why)"
+        case .badAddress(let address): return "cannot resolve relay address \(address)"
+        case .unsupportedTransport(let name): return "transport \(name) is not in this build"
         }
     }
 }

@@ -85,7 +85,7 @@ public struct ClientSessionMachine: Sendable {
         /// The relay PINGs at this interval; nothing heard for twice as long is a dead path.
         public var keepaliveInterval: Duration = .seconds(30)
         /// How long one transport gets to connect, and then to be allocated.
-        public var connectTimeout: Duration = .seconds(4)
+        public var connectTimeout: Duration = .seconds(3)
         /// Datagrams held while not allocated (oldest dropped beyond it).
         public var queueCapacity = 100
         /// After falling back from QUIC, how often QUIC is tried again in the background.
@@ -107,8 +107,10 @@ public struct ClientSessionMachine: Sendable {
     public private(set) var state: State = .closed
     /// Datagrams dropped from the full queue while not allocated.
     public private(set) var droppedWhileAway: UInt64 = 0
-    /// Consecutive failed attempts.
+    /// Consecutive failed attempts (for `maxAttempts`).
     public private(set) var failedAttempts = 0
+    /// Reconnections since the last allocation (the `attempt` of `reconnecting`).
+    private var reconnections = 0
 
     private var random: @Sendable () -> Double
     private var queue: [[UInt8]] = []
@@ -172,6 +174,7 @@ public struct ClientSessionMachine: Sendable {
         case .allocated:
             guard case .allocating = state else { return [] }
             allocatedAt = now
+            reconnections = 0
             workingTransport = transportIndex
             if configuration.transports[transportIndex] != .quic, let quic = configuration.transports.firstIndex(of: .quic),
                quic < transportIndex {
@@ -215,7 +218,7 @@ public struct ClientSessionMachine: Sendable {
             allocatedAt = nil
             if wasAllocated {
                 // A loss after an allocation is not a failed attempt yet: reconnect at once.
-                return [.closeConnection] + scheduleReconnect(after: .zero, attempt: failedAttempts + 1, reason: reason, now: now)
+                return [.closeConnection] + scheduleReconnect(after: .zero, reason: reason, now: now)
             }
             return [.closeConnection] + attemptFailed(reason, now: now)
         case .reconnecting, .failed, .closed:
@@ -310,13 +313,14 @@ public struct ClientSessionMachine: Sendable {
             return change(.failed("\(failedAttempts) attempts failed; last: \(reason)"), reason)
         }
         let delay = configuration.backoff.delay(attempt: failedAttempts - 1, unit: random())
-        return scheduleReconnect(after: delay, attempt: failedAttempts, reason: reason, now: now)
+        return scheduleReconnect(after: delay, reason: reason, now: now)
     }
 
-    private mutating func scheduleReconnect(after delay: Duration, attempt: Int, reason: String, now: Duration) -> [Action] {
+    private mutating func scheduleReconnect(after delay: Duration, reason: String, now: Duration) -> [Action] {
         reconnectAt = now + delay
         lastReason = reason
-        return change(.reconnecting(attempt: attempt, in: delay), reason)
+        reconnections += 1
+        return change(.reconnecting(attempt: reconnections, in: delay), reason)
     }
 
     /// GOAWAY as DESIGN §4 defines it.
@@ -337,7 +341,7 @@ public struct ClientSessionMachine: Sendable {
             }
             allocatedAt = nil
             // Not a failed attempt: the relay asked for it.
-            return [.closeConnection] + scheduleReconnect(after: wait, attempt: failedAttempts + 1, reason: why, now: now)
+            return [.closeConnection] + scheduleReconnect(after: wait, reason: why, now: now)
         }
     }
 

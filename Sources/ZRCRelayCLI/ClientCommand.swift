@@ -34,7 +34,17 @@ struct RelayTarget: ParsableArguments {
 
     /// `--transport`.
     enum TransportChoice: String, ExpressibleByArgument, CaseIterable {
-        case auto, quic, tcp
+        case auto, quic, tcp, websocket
+
+        /// The transports a resilient session tries, in order (WebSocket is not in this build).
+        var sessionTransports: [ClientSessionMachine.Transport] {
+            switch self {
+            case .auto: return [.quic, .tcp]
+            case .quic: return [.quic]
+            case .tcp: return [.tcp]
+            case .websocket: return [.websocket]
+            }
+        }
     }
 
     /// Opens one peer's session with the chosen transport.
@@ -46,6 +56,8 @@ struct RelayTarget: ParsableArguments {
         case .tcp:
             return try await RelayClient.connectTCP(client: endpoint, relay: address, serverName: serverName, peerID: peerID,
                                                     token: token, tls: !plainTcp, caPath: ca)
+        case .websocket:
+            throw ValidationError("--transport websocket is not in this build")
         case .auto:
             return try await RelayClient.connectWithFallback(client: endpoint, relay: address, serverName: serverName, peerID: peerID,
                                                              token: token, tls: !plainTcp, caPath: ca)
@@ -133,48 +145,36 @@ func stderr(_ line: String) {
 extension ClientCommand {
     struct Connect: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Bind to an allocation; each stdin line is sent as a datagram, each datagram received is printed as a line.")
+            abstract: "Bind to an allocation; each stdin line is sent as a datagram, each datagram received is printed as a line.",
+            discussion: "Reconnects on any loss (DESIGN §8) and prints one line per state change on stderr.")
 
         @OptionGroup var target: RelayTarget
         @OptionGroup var credentials: PeerCredentials
+        @OptionGroup var resilience: SessionOptions
 
         func run() async throws {
-            let (endpoint, client) = try await target.bind(credentials)
-            defer { endpoint.stop() }
-            let input = Task.detached {
-                while let line = readLine(strippingNewline: true) { client.send(Array(line.utf8)) }
-            }
-            defer { input.cancel() }
-            for await event in client.events {
-                switch event {
-                case .frame(let f): stderr(describe(f))
-                case .datagram(let d): FileHandle.standardOutput.write(Data(d + [0x0A]))
-                case .closed(let reason):
-                    stderr("closed: \(reason)")
-                    if case .closedByPeer(let code, true, _) = reason, code != 0 { throw ExitCode(1) }
-                    return
+            try await resilience.run(target: target, credentials: credentials) { session in
+                Task.detached {
+                    while let line = readLine(strippingNewline: true) { session.send(Array(line.utf8)) }
                 }
+            } onDatagram: { _, d in
+                FileHandle.standardOutput.write(Data(d + [0x0A]))
             }
         }
     }
 
     struct Echo: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Bind to an allocation and send every datagram back.")
+        static let configuration = CommandConfiguration(
+            abstract: "Bind to an allocation and send every datagram back.",
+            discussion: "Reconnects on any loss (DESIGN §8) and prints one line per state change on stderr.")
 
         @OptionGroup var target: RelayTarget
         @OptionGroup var credentials: PeerCredentials
+        @OptionGroup var resilience: SessionOptions
 
         func run() async throws {
-            let (endpoint, client) = try await target.bind(credentials)
-            defer { endpoint.stop() }
-            for await event in client.events {
-                switch event {
-                case .frame(let f): stderr(describe(f))
-                case .datagram(let d): client.send(d)
-                case .closed(let reason):
-                    stderr("closed: \(reason)")
-                    return
-                }
+            try await resilience.run(target: target, credentials: credentials) { _ in nil } onDatagram: { session, d in
+                session.send(d)
             }
         }
     }
@@ -301,4 +301,48 @@ actor RTTCollector {
     private var samples: [UInt32: UInt64] = [:]
     func add(sequence: UInt32, rtt: UInt64) { if samples[sequence] == nil { samples[sequence] = rtt } }
     func sorted() -> [UInt64] { samples.values.sorted() }
+}
+
+/// `--max-attempts` and the session run shared by `client connect` and `client echo`.
+struct SessionOptions: ParsableArguments {
+    @Option(help: "Consecutive failed attempts before giving up (0 = never; the count resets after 30 s connected).")
+    var maxAttempts: Int = 10
+
+    func validate() throws {
+        guard maxAttempts >= 0 else { throw ValidationError("--max-attempts must be ≥ 0") }
+    }
+
+    /// Runs a resilient session until it fails (exit 1 with the reason) or closes (exit 0),
+    /// printing one line per state change: `<time> state=<state> reason=<reason>`.
+    func run(target: RelayTarget, credentials: PeerCredentials,
+             start: @escaping @Sendable (ResilientRelaySession) -> Task<Void, Never>?,
+             onDatagram: @escaping @Sendable (ResilientRelaySession, [UInt8]) -> Void) async throws {
+        let (address, name) = try target.resolve()
+        let (token, peer) = try credentials.parse()
+        let endpoint = try target.makeEndpoint(for: address)
+        defer { endpoint.stop() }
+        var configuration = ClientSessionMachine.Configuration(relay: target.relay, transports: target.transport.sessionTransports)
+        configuration.maxAttempts = maxAttempts
+        let session = ResilientRelaySession(
+            endpoint: endpoint, configuration: configuration,
+            options: .init(serverName: name, tls: !target.plainTcp, caPath: target.ca), peerID: peer, token: token)
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let printer = Task {
+            for await change in session.states {
+                stderr("\(formatter.string(from: change.at)) state=\(change.state) reason=\(change.reason)")
+            }
+        }
+        let frames = Task { for await frame in session.frames { stderr(describe(frame)) } }
+        let datagrams = Task { for await d in session.datagrams { onDatagram(session, d) } }
+        let input = start(session)
+        defer { input?.cancel() }
+        let final = await session.run()
+        _ = await (printer.value, frames.value)
+        datagrams.cancel()
+        if case .failed(let reason) = final {
+            stderr("failed: \(reason)")
+            throw ExitCode(1)
+        }
+    }
 }

@@ -1,0 +1,209 @@
+import Foundation
+import QUICTransport
+import RelayCore
+
+/// One peer's relay session that rides out what the relay and the network do to it (DESIGN
+/// §8): the I/O shell around `ClientSessionMachine`. It opens connections (QUIC or the TCP
+/// fallback) as the machine says, feeds it everything the relay sends, and reports every
+/// state change. Datagrams from the other peer arrive on `datagrams`.
+///
+/// Everything the machine sees passes through one inbox consumed by `run()`, so the machine
+/// itself needs no lock; events of a connection that was replaced are ignored.
+public final class ResilientRelaySession: Sendable {
+    /// One state change, as the CLI prints it.
+    public struct StateChange: Sendable {
+        public var at: Date
+        public var state: ClientSessionMachine.State
+        public var reason: String
+    }
+
+    /// How to reach the relay (besides the machine's configuration).
+    public struct Options: Sendable {
+        public var serverName: String?
+        public var tls: Bool
+        public var caPath: String?
+
+        public init(serverName: String? = nil, tls: Bool = true, caPath: String? = nil) {
+            self.serverName = serverName
+            self.tls = tls
+            self.caPath = caPath
+        }
+    }
+
+    private enum Input: Sendable {
+        case tick
+        case opened(generation: Int, RelayClient)
+        case event(generation: Int, RelayClientEvent)
+        case connectFailed(generation: Int, String)
+        case probed(Bool)
+        case send([UInt8])
+        case close
+    }
+
+    public let states: AsyncStream<StateChange>
+    public let datagrams: AsyncStream<[UInt8]>
+    /// Control frames as they arrive (for logs).
+    public let frames: AsyncStream<ControlFrame>
+    private let stateSink: AsyncStream<StateChange>.Continuation
+    private let datagramSink: AsyncStream<[UInt8]>.Continuation
+    private let frameSink: AsyncStream<ControlFrame>.Continuation
+    private let inbox: AsyncStream<Input>
+    private let inboxSink: AsyncStream<Input>.Continuation
+    private let endpoint: RelayClientEndpoint
+    private let configuration: ClientSessionMachine.Configuration
+    private let options: Options
+    private let peerID: PeerID
+    private let token: [UInt8]
+
+    public init(endpoint: RelayClientEndpoint, configuration: ClientSessionMachine.Configuration, options: Options,
+                peerID: PeerID, token: [UInt8]) {
+        self.endpoint = endpoint
+        self.configuration = configuration
+        self.options = options
+        self.peerID = peerID
+        self.token = token
+        (states, stateSink) = AsyncStream.makeStream(of: StateChange.self, bufferingPolicy: .bufferingNewest(1000))
+        (datagrams, datagramSink) = AsyncStream.makeStream(of: [UInt8].self, bufferingPolicy: .bufferingNewest(10_000))
+        (frames, frameSink) = AsyncStream.makeStream(of: ControlFrame.self, bufferingPolicy: .bufferingNewest(1000))
+        (inbox, inboxSink) = AsyncStream.makeStream(of: Input.self, bufferingPolicy: .unbounded)
+    }
+
+    /// Sends a datagram now, or after the next allocation (bounded queue, oldest dropped).
+    public func send(_ payload: [UInt8]) { inboxSink.yield(.send(payload)) }
+
+    /// Ends the session.
+    public func close() { inboxSink.yield(.close) }
+
+    /// Runs the session until it fails or is closed; returns the final state.
+    @discardableResult
+    public func run() async -> ClientSessionMachine.State {
+        let clock = ContinuousClock()
+        let origin = clock.now
+        var machine = ClientSessionMachine(configuration: configuration)
+        var generation = 0
+        var current: RelayClient?
+        var heardOnCurrent = false
+        let ticker = Task { [inboxSink] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(100))
+                inboxSink.yield(.tick)
+            }
+        }
+        defer {
+            ticker.cancel()
+            current?.close()
+            stateSink.finish()
+            datagramSink.finish()
+            frameSink.finish()
+        }
+        func perform(_ actions: [ClientSessionMachine.Action]) {
+            for action in actions {
+                switch action {
+                case .connect(let transport, let address):
+                    current?.close()
+                    current = nil
+                    heardOnCurrent = false
+                    generation += 1
+                    open(transport, address: address, generation: generation)
+                case .allocate:
+                    break  // RelayClient sends ALLOCATE as soon as the connection is up
+                case .sendDatagram(let payload):
+                    current?.send(payload)
+                case .closeConnection:
+                    current?.close()
+                    current = nil
+                    generation += 1
+                case .probe(_, let address):
+                    probe(address)
+                case .stateChanged(let state, let reason):
+                    stateSink.yield(StateChange(at: Date(), state: state, reason: reason))
+                }
+            }
+        }
+        perform(machine.start(now: clock.now - origin))
+        for await input in inbox {
+            let now = clock.now - origin
+            switch input {
+            case .tick:
+                // The QUIC connection's own idle timeout (and the relay's PINGs) watch an open
+                // connection; a live one counts as heard.
+                if current != nil, heardOnCurrent { machine.heard(now: now) }
+                perform(machine.tick(now: now))
+            case .opened(let g, let client):
+                if g == generation { current = client } else { client.close() }
+            case .event(let g, let event):
+                guard g == generation else { continue }
+                switch event {
+                case .frame(let frame):
+                    frameSink.yield(frame)
+                    if !heardOnCurrent {
+                        heardOnCurrent = true
+                        perform(machine.connected(now: now))
+                    }
+                    perform(machine.received(frame, now: now))
+                case .datagram(let payload):
+                    machine.heard(now: now)
+                    datagramSink.yield(payload)
+                case .closed(let reason):
+                    current = nil
+                    perform(heardOnCurrent ? machine.lost("\(reason)", now: now) : machine.connectFailed("\(reason)", now: now))
+                }
+            case .connectFailed(let g, let reason):
+                guard g == generation else { continue }
+                perform(machine.connectFailed(reason, now: now))
+            case .probed(let answered):
+                if answered { perform(machine.probeSucceeded(now: now)) }
+            case .send(let payload):
+                perform(machine.send(payload))
+            case .close:
+                perform(machine.close(now: now))
+            }
+            if machine.state.isFinal { break }
+        }
+        return machine.state
+    }
+
+    private func open(_ transport: ClientSessionMachine.Transport, address: String, generation: Int) {
+        let (endpoint, options, peerID, token, inboxSink) = (self.endpoint, self.options, self.peerID, self.token, self.inboxSink)
+        let timeout = configuration.connectTimeout
+        Task {
+            do {
+                guard let relay = Self.resolve(address) else { throw RelayClientError.badAddress(address) }
+                let client: RelayClient
+                switch transport {
+                case .quic:
+                    client = try await RelayClient.connect(client: endpoint, relay: relay, serverName: options.serverName,
+                                                           peerID: peerID, token: token)
+                case .tcp:
+                    client = try await RelayClient.connectTCP(client: endpoint, relay: relay, serverName: options.serverName,
+                                                              peerID: peerID, token: token, tls: options.tls,
+                                                              caPath: options.caPath, timeout: timeout)
+                case .websocket:
+                    throw RelayClientError.unsupportedTransport("websocket")
+                }
+                inboxSink.yield(.opened(generation: generation, client))
+                for await event in client.events { inboxSink.yield(.event(generation: generation, event)) }
+            } catch {
+                inboxSink.yield(.connectFailed(generation: generation, "\(error)"))
+            }
+        }
+    }
+
+    private func probe(_ address: String) {
+        let inboxSink = self.inboxSink
+        Task {
+            var answered = false
+            if let relay = Self.resolve(address) { answered = await QUICReachability.answers(relay, timeout: .seconds(2)) }
+            inboxSink.yield(.probed(answered))
+        }
+    }
+
+    /// `host:port` or `[v6]:port`, resolved.
+    static func resolve(_ address: String) -> TransportAddress? {
+        guard let colon = address.lastIndex(of: ":"), let port = UInt16(address[address.index(after: colon)...]) else { return nil }
+        var host = String(address[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return TransportAddress.resolve(host: host, port: port)
+    }
+}
+

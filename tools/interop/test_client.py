@@ -1,0 +1,152 @@
+"""The resilient client (DESIGN §8) from outside: `zrc-relay client connect|echo` against real relays.
+
+A pair rides out a relay restart on the same port, printing `reconnecting` with growing delays
+while it is down; `--max-attempts` ends a hopeless session with exit 1; a refusal that cannot
+heal stops at once; a newer connection for the same peer replaces the older one, which exits 0.
+"""
+import queue
+import re
+import subprocess
+import threading
+import time
+
+from conftest import Relay, relay_binary
+from zrcpeer import b64url, random_id
+
+
+class ClientProcess:
+    """A `zrc-relay client …` child with its stderr collected line by line."""
+
+    def __init__(self, *args, stdin=False):
+        self.process = subprocess.Popen([relay_binary(), "client", *args], stdin=subprocess.PIPE if stdin else None,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines = []
+        self.output = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        threading.Thread(target=self._read_output, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stderr:
+            self.lines.append(line.rstrip("\n"))
+
+    def _read_output(self):
+        for line in self.process.stdout:
+            self.output.put(line)
+
+    def output_line(self, timeout):
+        """The next stdout line within `timeout`, else None."""
+        try:
+            return self.output.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def states(self):
+        return [m.group(1) for m in (re.search(r" state=(\S+)", line) for line in self.lines) if m]
+
+    def wait_state(self, state, timeout=10.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if any(s.startswith(state) for s in self.states()):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def finish(self, timeout=10.0):
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.reader.join(2)
+
+    def kill(self):
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+def pair_token(relay):
+    pa, pb = "aa" * 16, random_id().hex()
+    return b64url(relay.key.mint(random_id(), bytes.fromhex(pa), bytes.fromhex(pb))), pa, pb
+
+
+def test_a_pair_rides_out_a_relay_restart(tmp_path, device_key):
+    flags = ("--quic.max-idle-timeout", "4s", "--limits.keepalive-interval", "1s")
+    (tmp_path / "first").mkdir()
+    relay = Relay(tmp_path / "first", device_key, flags).start()
+    (tmp_path / "again").mkdir()
+    again = Relay(tmp_path / "again", device_key, flags)
+    again.port = relay.port
+    again.args[again.args.index("--server.listen-port") + 1] = str(relay.port)
+    token, pa, pb = pair_token(relay)
+    target = ["--relay", f"127.0.0.1:{relay.port}", "--token", token, "--max-attempts", "0"]
+    echo = ClientProcess("echo", *target, "--peer", pb)
+    conn = ClientProcess("connect", *target, "--peer", pa, stdin=True)
+    try:
+        assert conn.wait_state("paired") and echo.wait_state("paired"), conn.lines + echo.lines
+        conn.process.stdin.write("before\n")
+        conn.process.stdin.flush()
+        assert conn.output_line(5) == "before\n"
+        # The relay goes away (kill -9: no GOAWAY); the clients notice and keep trying.
+        relay.process.kill()
+        relay.process.wait()
+        deadline = time.time() + 25
+        while time.time() < deadline and sum(1 for s in conn.states() if s.startswith("reconnecting")) < 3:
+            time.sleep(0.1)
+        attempts = [line for line in conn.lines if "state=reconnecting" in line]
+        assert len(attempts) >= 3, "\n".join(conn.lines)
+        assert [int(re.search(r"attempt: (\d+)", line).group(1)) for line in attempts[:3]] == [1, 2, 3], attempts
+        # The relay is back on the same port (new process, same key): the pair forwards again.
+        again.start()
+        back = time.time()
+        took = None
+        while time.time() - back < 15:
+            conn.process.stdin.write("after\n")
+            conn.process.stdin.flush()
+            if conn.output_line(0.2) == "after\n":
+                took = time.time() - back
+                break
+        print(f"forwarding again {took} s after the relay was back; client states: {conn.states()}")
+        assert took is not None and took < 4, f"{took}; client:\n" + "\n".join(conn.lines[-10:]) + "\necho:\n" + "\n".join(echo.lines[-10:])
+    finally:
+        conn.kill()
+        echo.kill()
+        code = again.stop() if again.process else 0
+        relay.log.close()
+        assert code == 0, again.logs()
+
+
+def test_max_attempts_ends_a_hopeless_session_with_exit_1(tmp_path, device_key):
+    from conftest import free_port
+    token = b64url(device_key.mint(random_id(), bytes(16), bytes([1] * 16)))
+    c = ClientProcess("connect", "--relay", f"127.0.0.1:{free_port()}", "--token", token, "--peer", "00" * 16,
+                      "--max-attempts", "3", "--transport", "quic")
+    assert c.finish(30) == 1, c.lines
+    assert any("failed: 3 attempts failed" in line for line in c.lines), c.lines
+    assert sum(1 for s in c.states() if s.startswith("reconnecting")) == 2, c.lines
+
+
+def test_a_refusal_that_cannot_heal_stops_at_once(relay, tmp_path):
+    from zrcpeer import DeviceKey
+    stranger = DeviceKey()  # not trusted by the relay
+    token = b64url(stranger.mint(random_id(), bytes(16), bytes([1] * 16)))
+    c = ClientProcess("connect", "--relay", f"127.0.0.1:{relay.port}", "--token", token, "--peer", "00" * 16)
+    assert c.finish(15) == 1, c.lines
+    assert any("failed: untrusted_key" in line for line in c.lines), c.lines
+    assert not any(s.startswith("reconnecting") for s in c.states()), c.lines
+
+
+def test_a_newer_connection_replaces_the_older_which_exits_0(relay):
+    token, pa, pb = pair_token(relay)
+    target = ["--relay", f"127.0.0.1:{relay.port}", "--token", token, "--peer", pa]
+    first = ClientProcess("echo", *target)
+    try:
+        assert first.wait_state("waiting"), first.lines
+        second = ClientProcess("echo", *target)
+        try:
+            assert first.finish(10) == 0, first.lines
+            assert any("replaced by a newer connection" in line for line in first.lines), first.lines
+            assert second.wait_state("waiting"), second.lines
+        finally:
+            second.kill()
+    finally:
+        first.kill()
