@@ -5,6 +5,7 @@ while it is down; `--max-attempts` ends a hopeless session with exit 1; a refusa
 heal stops at once; a newer connection for the same peer replaces the older one, which exits 0.
 """
 import queue
+import signal
 import re
 import subprocess
 import threading
@@ -150,3 +151,66 @@ def test_a_newer_connection_replaces_the_older_which_exits_0(relay):
             second.kill()
     finally:
         first.kill()
+
+
+# --- GOAWAY (DESIGN §4) with a real second relay: a fleet of two on one Redis ----------------------
+
+from fleet import fleet  # noqa: E402,F401  (the two-relay fixture)
+
+
+# Killed clients leave their connections behind: a short idle timeout keeps each drain short.
+QUICK_IDLE = ("--quic.max-idle-timeout", "3s", "--limits.keepalive-interval", "1s")
+
+
+def fleet_pair_token(fleet):
+    pa, pb = "aa" * 16, random_id().hex()
+    return b64url(fleet.key.mint(random_id(), bytes.fromhex(pa), bytes.fromhex(pb))), pa, pb
+
+
+def exchange_line(conn, text, timeout=10.0):
+    """Sends `text` until it comes back (the echo peer returns it), up to `timeout`; seconds taken."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        conn.process.stdin.write(text + "\n")
+        conn.process.stdin.flush()
+        if conn.output_line(0.2) == text + "\n":
+            return time.time() - t0
+    return None
+
+
+def test_goaway_redirect_joins_the_owner(fleet):
+    r1, r2 = fleet.relay("relay1", *QUICK_IDLE), fleet.relay("relay2", *QUICK_IDLE)
+    token, pa, pb = fleet_pair_token(fleet)
+    echo = ClientProcess("echo", "--relay", r1.addr, "--token", token, "--peer", pb)
+    conn = ClientProcess("connect", "--relay", r2.addr, "--token", token, "--peer", pa, stdin=True)
+    try:
+        assert echo.wait_state("waiting"), echo.lines
+        assert conn.wait_state("paired", 15), conn.lines
+        assert any(f"GOAWAY redirect to {r1.addr}" in line for line in conn.lines), conn.lines
+        assert exchange_line(conn, "via the owner") is not None, conn.lines
+    finally:
+        conn.kill()
+        echo.kill()
+
+
+def test_goaway_shutdown_moves_the_pair_to_the_alternate(fleet):
+    r1, r2 = fleet.relay("relay1", *QUICK_IDLE), fleet.relay("relay2", *QUICK_IDLE)
+    token, pa, pb = fleet_pair_token(fleet)
+    echo = ClientProcess("echo", "--relay", r1.addr, "--token", token, "--peer", pb)
+    conn = ClientProcess("connect", "--relay", r1.addr, "--token", token, "--peer", pa, stdin=True)
+    try:
+        assert conn.wait_state("paired") and echo.wait_state("paired"), conn.lines + echo.lines
+        assert exchange_line(conn, "before") is not None
+        r1.process.send_signal(signal.SIGTERM)
+        # Both follow GOAWAY shutdown: after reconnect_in_ms (0–5 s) they move to relay2.
+        deadline = time.time() + 15
+        while time.time() < deadline and not all(
+                any(f"GOAWAY shutdown; next: {r2.addr}" in line for line in c.lines) for c in (conn, echo)):
+            time.sleep(0.1)
+        took = exchange_line(conn, "after the drain", timeout=15)
+        assert took is not None, conn.lines[-10:] + echo.lines[-10:]
+        assert any("relay=" + r2.addr in line for line in conn.lines), conn.lines
+        assert r1.process.wait(40) == 0
+    finally:
+        conn.kill()
+        echo.kill()
