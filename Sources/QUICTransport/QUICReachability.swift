@@ -24,14 +24,8 @@ public enum QUICReachability {
     }
 
     static func probe(_ server: TransportAddress, timeout: Duration) -> Bool {
-        let fd = socket(server.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
+        guard let fd = server.connectedDatagramSocket() else { return false }
         defer { close(fd) }
-        let storage = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 1)
-        defer { storage.deallocate() }
-        let length = server.write(to: storage)
-        let connected = storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) }
-        guard connected == 0 else { return false }
         let packet = probePacket()
         let total = max(1, Int(timeout / .milliseconds(1)))
         let slice = max(1, total / 3)

@@ -125,18 +125,29 @@ public struct TransportAddress: Hashable, Sendable, CustomStringConvertible {
     /// The local address the kernel would send from to reach `remote` (a connected UDP socket's
     /// name; no packet is sent). Used as "the address the client reached" on a wildcard bind.
     public static func localAddress(toward remote: TransportAddress) -> TransportAddress? {
-        let fd = socket(remote.family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return nil }
+        guard let fd = remote.connectedDatagramSocket() else { return nil }
         defer { close(fd) }
         let storage = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 1)
         defer { storage.deallocate() }
-        let length = remote.write(to: storage)
-        let connected = storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) }
-        guard connected == 0 else { return nil }
         var nameLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let named = storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &nameLength) }
         guard named == 0 else { return nil }
         return storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { TransportAddress(sockaddr: $0, length: nameLength) }
+    }
+
+    /// A UDP socket connected to this address (the caller closes it), `nil` on failure.
+    func connectedDatagramSocket() -> Int32? {
+        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        let storage = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: 1)
+        defer { storage.deallocate() }
+        let length = write(to: storage)
+        let connected = storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) }
+        guard connected == 0 else {
+            close(fd)
+            return nil
+        }
+        return fd
     }
 
     /// Decodes a kernel `sockaddr`; `nil` for families other than IPv4 and IPv6.

@@ -163,3 +163,17 @@ func waitUntil(timeout: Duration, _ condition: () async -> Bool) async -> Bool {
     }
     return await condition()
 }
+
+/// The client's background QUIC probe (a Version Negotiation request).
+@Suite struct QUICReachabilityTests {
+    @Test func aQUICServerAnswersTheProbeAClosedPortDoesNot() async throws {
+        let pair = try QUICPair()
+        defer { pair.stop() }
+        #expect(await QUICReachability.answers(pair.server.localAddress, timeout: .seconds(2)))
+        let closed = pair.server.localAddress
+        pair.stop()  // nothing listens there any more
+        #expect(await QUICReachability.answers(closed, timeout: .milliseconds(600)) == false)
+        #expect(QUICReachability.probePacket().count == 1200)
+        #expect(QUICReachability.probePacket()[1...4] == [0x1A, 0x2A, 0x3A, 0x4A])
+    }
+}
