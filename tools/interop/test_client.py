@@ -182,14 +182,17 @@ def test_goaway_redirect_joins_the_owner(fleet):
     r1, r2 = fleet.relay("relay1", *QUICK_IDLE), fleet.relay("relay2", *QUICK_IDLE)
     token, pa, pb = fleet_pair_token(fleet)
     echo = ClientProcess("echo", "--relay", r1.addr, "--token", token, "--peer", pb)
-    conn = ClientProcess("connect", "--relay", r2.addr, "--token", token, "--peer", pa, stdin=True)
+    conn = None
     try:
+        # relay1 owns the allocation before the other peer asks relay2 for it.
         assert echo.wait_state("waiting"), echo.lines
+        conn = ClientProcess("connect", "--relay", r2.addr, "--token", token, "--peer", pa, stdin=True)
         assert conn.wait_state("paired", 15), conn.lines
         assert any(f"GOAWAY redirect to {r1.addr}" in line for line in conn.lines), conn.lines
         assert exchange_line(conn, "via the owner") is not None, conn.lines
     finally:
-        conn.kill()
+        if conn:
+            conn.kill()
         echo.kill()
 
 
