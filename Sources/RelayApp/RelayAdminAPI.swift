@@ -156,12 +156,7 @@ final class RelayAdminAPI: AdminBackend {
     }
 
     static func adminAllocation(_ r: SharedAllocation) -> AdminAllocation {
-        let state: String
-        switch r.state {
-        case .waiting: state = "waiting"
-        case .paired: state = "paired"
-        case .peerGone: state = "peer_gone"
-        }
+        let state = r.state.adminName
         return AdminAllocation(
             id: r.id.description, state: state, tier: "\(r.tier)", signerKey: r.signer.base64url, createdAt: r.createdAt,
             expiresAt: r.expiresAt, bandwidthBitsPerSecond: r.bandwidthBitsPerSecond, quotaBytes: r.quotaBytes,
@@ -176,12 +171,7 @@ final class RelayAdminAPI: AdminBackend {
             let seconds = Double(ago.components.seconds) + Double(ago.components.attoseconds) / 1e18
             return UInt64(max(0, now - seconds))
         }
-        let state: String
-        switch s.state {
-        case .waiting: state = "waiting"
-        case .paired: state = "paired"
-        case .peerGone: state = "peer_gone"
-        }
+        let state = s.state.adminName
         let sides = zip(s.sides, view.connections).map { side, connection in
             AdminAllocation.Side(peerID: side.peer.description, transport: connection?.transport.rawValue,
                                  observedAddress: connection?.observedAddress, connectedSince: unix(ago: side.boundFor))
@@ -208,13 +198,7 @@ final class RelayAdminAPI: AdminBackend {
         let snapshots = await server.allocations()
         let draining = !(await server.isAcceptingAllocations())
         var byState = ["waiting": 0, "paired": 0, "peer_gone": 0]
-        for snapshot in snapshots {
-            switch snapshot.state {
-            case .waiting: byState["waiting", default: 0] += 1
-            case .paired: byState["paired", default: 0] += 1
-            case .peerGone: byState["peer_gone", default: 0] += 1
-            }
-        }
+        for snapshot in snapshots { byState[snapshot.state.adminName, default: 0] += 1 }
         func keyed<K>(_ values: [K: UInt64], _ name: (K) -> String) -> [String: UInt64] {
             Dictionary(values.map { (name($0.key), $0.value) }, uniquingKeysWith: +)
         }
@@ -393,4 +377,15 @@ struct AdminSweepService: Service {
 /// The version reported by `/admin/stats`.
 enum RelayVersion {
     static let current = "0.3.0"
+}
+
+extension PeerState {
+    /// The admin API's name of an allocation state (`waiting`, `paired`, `peer_gone`).
+    var adminName: String {
+        switch self {
+        case .waiting: return "waiting"
+        case .paired: return "paired"
+        case .peerGone: return "peer_gone"
+        }
+    }
 }

@@ -26,7 +26,6 @@ public final class InMemorySharedState: SharedState {
         var blocks: [String: SharedBlockEntry] = [:]
         var subscribers: [Int: AsyncStream<ControlMessage>.Continuation] = [:]
         var nextSubscriber = 0
-        var events: [String] = []
     }
 
     private let store = Mutex(Store())
@@ -192,13 +191,6 @@ public final class InMemorySharedState: SharedState {
         return stream
     }
 
-    public func publishEvent(_ line: String) async throws(SharedStateError) {
-        store.withLock { s in
-            s.events.append(line)
-            if s.events.count > 1024 { s.events.removeFirst(512) }
-        }
-    }
-
-    /// Event lines published so far (tests).
-    public var publishedEvents: [String] { store.withLock { $0.events } }
+    /// Nobody subscribes to events inside one process (the admin API's `/admin/events` serves them).
+    public func publishEvent(_ line: String) async throws(SharedStateError) {}
 }
