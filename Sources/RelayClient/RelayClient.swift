@@ -38,6 +38,11 @@ public final class RelayClient: RelaySessionDelegate, @unchecked Sendable {
     /// Set by the first event: whether the QUIC connection answered at all (for fallback).
     private let firstEvent = Mutex<CheckedContinuation<Bool, Never>?>(nil)
     private let heardFromRelay = Atomic<Bool>(false)
+    private let established = Atomic<Bool>(false)
+
+    /// Whether the transport is up: the QUIC handshake completed (and ALLOCATE went out), or
+    /// the TCP fallback connected. Set on the loop thread, readable from anywhere.
+    public var isEstablished: Bool { transport == .tcp || established.load(ordering: .acquiring) }
 
     private init(client: RelayClientEndpoint, transport: RelayClientTransport = .quic) {
         self.client = client
@@ -200,6 +205,10 @@ public final class RelayClient: RelaySessionDelegate, @unchecked Sendable {
 
     public func session(_ session: RelaySession, didReceiveDatagram payload: UnsafeRawBufferPointer) {
         continuation.yield(.datagram(Array(payload)))
+    }
+
+    public func sessionEstablished(_ session: RelaySession) {
+        established.store(true, ordering: .releasing)
     }
 
     public func sessionClosed(_ session: RelaySession, reason: QUICCloseReason) {

@@ -54,7 +54,7 @@ public final class RelayClientEndpoint: QUICEndpointDelegate, @unchecked Sendabl
     // MARK: QUICEndpointDelegate
 
     public func connectionEstablished(_ connection: QUICConnection) {
-        (connection.context as? RelaySession)?.sendAllocate()
+        (connection.context as? RelaySession)?.handshakeCompleted()
     }
 
     public func connection(_ connection: QUICConnection, didReceiveDatagram payload: UnsafeRawBufferPointer) {

@@ -9,6 +9,12 @@ public protocol RelaySessionDelegate: AnyObject {
     func session(_ session: RelaySession, didReceiveDatagram payload: UnsafeRawBufferPointer)
     /// The QUIC connection ended (the session is over; reconnecting is the caller's choice).
     func sessionClosed(_ session: RelaySession, reason: QUICCloseReason)
+    /// The handshake completed and ALLOCATE went out.
+    func sessionEstablished(_ session: RelaySession)
+}
+
+extension RelaySessionDelegate {
+    public func sessionEstablished(_ session: RelaySession) {}
 }
 
 /// One peer's relay session over one QUIC connection: ALLOCATE on connect, then datagrams.
@@ -19,6 +25,7 @@ public final class RelaySession {
     public private(set) var token: [UInt8]
     public weak var delegate: (any RelaySessionDelegate)?
     var parser = ControlFrameParser(direction: .fromRelay)
+    private var closeRequested = false
 
     /// What ALLOCATED said, once it arrived.
     public internal(set) var allocated: ControlFrame.Allocated?
@@ -66,12 +73,18 @@ public final class RelaySession {
     }
 
     /// Closes the connection without RELEASE (the allocation survives for idle_timeout).
+    /// A session closed before its handshake completed never sends ALLOCATE, so an abandoned
+    /// attempt cannot replace a newer connection of the same peer at the relay.
     public func close() {
+        closeRequested = true
         connection.close(errorCode: 0, reason: "client closed")
     }
 
-    func sendAllocate() {
+    /// The handshake completed: ALLOCATE, unless the session was closed meanwhile.
+    func handshakeCompleted() {
+        guard !closeRequested else { return }
         connection.writeControl(ControlFrameSerializer.encode(.allocate(peerID: peerID, token: token)))
+        delegate?.sessionEstablished(self)
     }
 
     func receiveControl(_ bytes: UnsafeRawBufferPointer) {

@@ -125,6 +125,13 @@ public final class ResilientRelaySession: Sendable {
             let now = clock.now - origin
             switch input {
             case .tick:
+                // A transport that is up counts as an answer before the connect timeout is
+                // judged: abandoning a QUIC attempt whose ALLOCATE already went out would let
+                // that ALLOCATE replace the next attempt's connection at the relay.
+                if let current, !heardOnCurrent, current.isEstablished {
+                    heardOnCurrent = true
+                    perform(machine.connected(now: now))
+                }
                 // The QUIC connection's own idle timeout (and the relay's PINGs) watch an open
                 // connection; a live one counts as heard.
                 if current != nil, heardOnCurrent { machine.heard(now: now) }
