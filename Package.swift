@@ -83,7 +83,7 @@ let package = Package(
         .target(
             name: "RelayClient",
             dependencies: [
-                "RelayCore", "QUICTransport", "YamuxNIO",
+                "RelayCore", "QUICTransport", "YamuxNIO", "WebSocketTransport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -139,10 +139,25 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // WebSocket (RFC 6455) as a byte-stream transport, HTTP CONNECT proxies and the dialer
+        // that chains them (DESIGN §9 v3): shared by the relay fallback, its client and the tunnel.
+        .target(
+            name: "WebSocketTransport",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "RelayFallback",
             dependencies: [
-                "RelayEngine", "RelayCore", "QUICTransport", "Yamux", "YamuxNIO",
+                "RelayEngine", "RelayCore", "QUICTransport", "Yamux", "YamuxNIO", "WebSocketTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -272,6 +287,17 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "WebSocketTransportTests",
+            dependencies: [
+                "WebSocketTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

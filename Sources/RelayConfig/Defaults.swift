@@ -51,9 +51,9 @@ public enum Defaults {
         .init("fallback.enabled", .bool, "true", "TCP fallback (yamux) on TCP listen_port"),
         .init("fallback.tls", .bool, "true", "TLS 1.3 on the fallback (false: plain TCP)"),
         // DESIGN §9 v3 (WebSocket) is not built yet: off here, and setting it is refused.
-        .init("fallback.websocket", .bool, "false", implemented: false, "WebSocket on the fallback listener (not in this build)"),
-        .init("fallback.websocket_path", .string, "/zrc-relay/v1", implemented: false, "WebSocket upgrade path (not in this build)"),
-        .init("fallback.extra_listen", .listenAddress, nil, implemented: false, "one more TLS + WebSocket listener (not in this build)"),
+        .init("fallback.websocket", .bool, "true", "WebSocket (HTTP/1.1 upgrade) on the fallback listener"),
+        .init("fallback.websocket_path", .string, "/zrc-relay/v1", "WebSocket upgrade path"),
+        .init("fallback.extra_listen", .listenAddress, nil, "one more TCP listener with the same TLS + WebSocket service (e.g. 0.0.0.0:443)"),
         .init("metrics.listen", .listenAddress, "0.0.0.0:9464", "/health, /ready, /metrics"),
         // Off, and on loopback when on: the admin API can end allocations.
         // Redis (DESIGN §8) is not built yet: setting its keys is refused.

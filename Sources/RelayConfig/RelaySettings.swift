@@ -64,6 +64,12 @@ public struct RelaySettings: Sendable, Hashable {
     public struct Fallback: Sendable, Hashable {
         public var enabled: Bool
         public var tls: Bool
+        /// `fallback.websocket`: HTTP/1.1 with the WebSocket upgrade beside yamux.
+        public var websocket: Bool = true
+        /// `fallback.websocket_path`: the upgrade's request path (starts with `/`).
+        public var websocketPath: String = "/zrc-relay/v1"
+        /// `fallback.extra_listen`: one more TCP listener with the same service.
+        public var extraListen: HostPort?
     }
 
     /// `admin.*`

@@ -176,6 +176,16 @@ public struct RelaySettingsLoader: Sendable {
         return value
     }
 
+    /// A request path for the WebSocket upgrade: `/` then visible ASCII, no query, at most 256 bytes.
+    func websocketPath(_ key: String) throws(ConfigError) -> String {
+        let value = text(key) ?? ""
+        let visible = value.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "?") && $0 != UInt8(ascii: "#") }
+        guard value.hasPrefix("/"), value.utf8.count <= 256, visible else {
+            throw ConfigError(key: key, problem: "\(ConfigError.quote(value)) is not a request path (\"/\" then visible ASCII, no query, at most 256 bytes)")
+        }
+        return value
+    }
+
     func hostPort(_ key: String) throws(ConfigError) -> HostPort {
         let value = try required(key)
         guard let hp = HostPort(parsing: value) else { throw ConfigError(key: key, problem: "\(ConfigError.quote(value)) is not host:port") }
@@ -248,7 +258,10 @@ public struct RelaySettingsLoader: Sendable {
                 allowlist: list("security.allowlist"),
                 blocklist: list("security.blocklist"),
                 blocklistFile: text("security.blocklist_file")),
-            fallback: .init(enabled: try bool("fallback.enabled"), tls: try bool("fallback.tls")),
+            fallback: .init(
+                enabled: try bool("fallback.enabled"), tls: try bool("fallback.tls"),
+                websocket: try bool("fallback.websocket"), websocketPath: try websocketPath("fallback.websocket_path"),
+                extraListen: (text("fallback.extra_listen") ?? "").trimmed.isEmpty ? nil : try hostPort("fallback.extra_listen")),
             metricsListen: try hostPort("metrics.listen"),
             admin: .init(
                 enabled: try bool("admin.enabled"),
