@@ -212,6 +212,7 @@ let package = Package(
                 "RelayEngine",
                 "RelayClient",
                 "ReverseTunnel",
+                "WebSocketTransport",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -20,6 +20,9 @@ public enum ListenPreflight {
         var out = [Listener(key: "server.listen_port", host: settings.server.listenAddress, port: settings.server.listenPort, isUDP: true)]
         if settings.fallback.enabled {
             out.append(Listener(key: "server.listen_port", host: settings.server.listenAddress, port: settings.server.listenPort, isUDP: false))
+            if let extra = settings.fallback.extraListen {
+                out.append(Listener(key: "fallback.extra_listen", host: extra.host, port: extra.port, isUDP: false))
+            }
         }
         out.append(Listener(key: "metrics.listen", host: settings.metricsListen.host, port: settings.metricsListen.port, isUDP: false))
         if settings.admin.enabled, let listen = settings.admin.listen {

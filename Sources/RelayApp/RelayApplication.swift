@@ -83,7 +83,7 @@ public struct RelayApplication: Service {
         reload.onReload = { [admin] settings in
             if let token = try? StartChecks.adminToken(settings) { admin.replaceToken(token) }
         }
-        var relay = RelayService(server: server, logger: logger, fallback: settings.fallbackConfiguration, drainTimeout: drainTimeout)
+        var relay = RelayService(server: server, logger: logger, fallbacks: settings.fallbackConfigurations, drainTimeout: drainTimeout)
         relay.afterStart = { [admin] in await admin.applyStoredRevocations() }
         if let fleet { relay.handOver = { await fleet.handOver() } }
         // Started in this order, shut down in reverse: the relay drains first, the fleet's
@@ -229,12 +229,17 @@ extension RelaySettings {
         return HostPort(host: chosen, port: port).description
     }
 
-    /// The TCP fallback listener on the same address and port as QUIC, or `nil` when disabled.
-    var fallbackConfiguration: FallbackListener.Configuration? {
-        guard fallback.enabled else { return nil }
-        return FallbackListener.Configuration(
-            host: server.listenAddress, port: Int(server.listenPort),
-            tls: fallback.tls ? (server.certificatePath, server.keyPath) : nil)
+    /// The TCP fallback listeners: on the same address and port as QUIC, and on
+    /// `fallback.extra_listen`; none when the fallback is disabled.
+    var fallbackConfigurations: [FallbackListener.Configuration] {
+        guard fallback.enabled else { return [] }
+        let tls = fallback.tls ? (server.certificatePath, server.keyPath) : nil
+        let path = fallback.websocket ? fallback.websocketPath : nil
+        var listeners = [FallbackListener.Configuration(host: server.listenAddress, port: Int(server.listenPort), tls: tls, websocketPath: path)]
+        if let extra = fallback.extraListen {
+            listeners.append(FallbackListener.Configuration(host: extra.host, port: Int(extra.port), tls: tls, websocketPath: path))
+        }
+        return listeners
     }
 }
 

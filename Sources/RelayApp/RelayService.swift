@@ -10,8 +10,8 @@ import ServiceLifecycle
 struct RelayService: Service {
     let server: RelayServer
     let logger: Logger
-    /// The TCP fallback listener's set-up, `nil` when `fallback.enabled = false`.
-    var fallback: FallbackListener.Configuration?
+    /// The TCP fallback listeners' set-ups (none when `fallback.enabled = false`).
+    var fallbacks: [FallbackListener.Configuration] = []
     var drainTimeout: Duration = .seconds(30)
     /// Runs once the relay's loop runs, before any listener opens (stored revocations).
     var afterStart: @Sendable () async -> Void = {}
@@ -21,22 +21,25 @@ struct RelayService: Service {
     func run() async throws {
         try server.start()
         await afterStart()
-        var listener: FallbackListener?
-        if let fallback {
+        var listeners: [FallbackListener] = []
+        for fallback in fallbacks {
             do {
-                listener = try await FallbackListener.start(
-                    configuration: fallback, relay: server, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+                listeners.append(try await FallbackListener.start(
+                    configuration: fallback, relay: server, group: MultiThreadedEventLoopGroup.singleton, logger: logger))
             } catch {
+                for listener in listeners { await listener.stop() }
                 server.stop()
                 throw error
             }
             logger.info("fallback listening", metadata: [
-                "transport": "tcp", "tls": "\(fallback.tls != nil)", "listen": "\(fallback.host):\(listener?.localAddress?.port ?? fallback.port)",
+                "transport": "\(fallback.websocketPath == nil ? "tcp" : "tcp+websocket")", "tls": "\(fallback.tls != nil)",
+                "listen": "\(fallback.host):\(listeners.last?.localAddress?.port ?? fallback.port)",
+                "websocket_path": "\(fallback.websocketPath ?? "off")",
             ])
         }
         logger.info("relay listening", metadata: ["transport": "quic", "listen": "\(server.endpoint.localAddress)"])
         try? await gracefulShutdown()
-        await listener?.stop()
+        for listener in listeners { await listener.stop() }
         logger.info("draining: GOAWAY sent, waiting for clients to leave", metadata: ["timeout_s": "\(drainTimeout.components.seconds)"])
         await server.beginDrain(alternate: await handOver())
         let deadline = ContinuousClock.now + drainTimeout

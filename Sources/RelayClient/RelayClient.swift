@@ -2,6 +2,7 @@ import Logging
 import QUICTransport
 import RelayCore
 import Synchronization
+import WebSocketTransport
 
 /// The transport of a relay session.
 public enum RelayClientTransport: String, Sendable {
@@ -9,6 +10,8 @@ public enum RelayClientTransport: String, Sendable {
     case quic
     /// yamux over TCP (TLS), when UDP does not get through.
     case tcp
+    /// yamux in WebSocket messages, for networks that pass only HTTPS (DESIGN §9 v3).
+    case websocket
 }
 
 /// What a `RelayClient` hears, in order.
@@ -42,7 +45,7 @@ public final class RelayClient: RelaySessionDelegate, @unchecked Sendable {
 
     /// Whether the transport is up: the QUIC handshake completed (and ALLOCATE went out), or
     /// the TCP fallback connected. Set on the loop thread, readable from anywhere.
-    public var isEstablished: Bool { transport == .tcp || established.load(ordering: .acquiring) }
+    public var isEstablished: Bool { transport != .quic || established.load(ordering: .acquiring) }
 
     private init(client: RelayClientEndpoint, transport: RelayClientTransport = .quic) {
         self.client = client
@@ -69,20 +72,33 @@ public final class RelayClient: RelaySessionDelegate, @unchecked Sendable {
     /// - Parameters:
     ///   - tls: Use TLS 1.3 (default); `false` for a relay with `fallback.tls = false`.
     ///   - caPath: PEM CAs to verify the relay with; without, the certificate is not verified.
+    ///   - proxy: Reach the relay through this HTTP proxy (`CONNECT`).
     public static func connectTCP(client: RelayClientEndpoint, relay: TransportAddress, serverName: String? = nil,
                                   peerID: PeerID, token: [UInt8], tls: Bool = true, caPath: String? = nil,
-                                  timeout: Duration = .seconds(10)) async throws -> RelayClient {
-        let relayClient = RelayClient(client: client, transport: .tcp)
+                                  proxy: HTTPProxy? = nil, timeout: Duration = .seconds(10)) async throws -> RelayClient {
+        try await connectStream(client: client, transport: .tcp, dial: .tcp(relay, tls: tls ? (serverName, caPath) : nil),
+                                proxy: proxy, peerID: peerID, token: token, timeout: timeout)
+    }
+
+    /// Opens a session over WebSocket (DESIGN §9 v3) at `address` (`wss://host:port/path`).
+    public static func connectWebSocket(client: RelayClientEndpoint, address: WebSocketAddress, serverName: String? = nil,
+                                        peerID: PeerID, token: [UInt8], caPath: String? = nil, proxy: HTTPProxy? = nil,
+                                        timeout: Duration = .seconds(10)) async throws -> RelayClient {
+        try await connectStream(client: client, transport: .websocket,
+                                dial: .websocket(address, serverName: serverName, caPath: caPath),
+                                proxy: proxy, peerID: peerID, token: token, timeout: timeout)
+    }
+
+    private static func connectStream(client: RelayClientEndpoint, transport: RelayClientTransport, dial: TCPRelaySession.Dial,
+                                      proxy: HTTPProxy?, peerID: PeerID, token: [UInt8], timeout: Duration) async throws -> RelayClient {
+        let relayClient = RelayClient(client: client, transport: transport)
         let continuation = relayClient.continuation
-        relayClient.tcp = try await TCPRelaySession.connect(
-            to: relay, tls: tls ? (serverName, caPath) : nil, peerID: peerID, token: token,
-            timeout: timeout
-        ) { event in
+        relayClient.tcp = try await TCPRelaySession.connect(dial, proxy: proxy, peerID: peerID, token: token, timeout: timeout) { event in
             switch event {
             case .frame(let frame): continuation.yield(.frame(frame))
             case .datagram(let bytes): continuation.yield(.datagram(bytes))
             case .closed(let why):
-                continuation.yield(.closed(.closedByPeer(errorCode: 0, isApplicationError: true, reason: "tcp fallback: \(why)")))
+                continuation.yield(.closed(.closedByPeer(errorCode: 0, isApplicationError: true, reason: "\(transport.rawValue): \(why)")))
                 continuation.finish()
             }
         }
@@ -90,10 +106,12 @@ public final class RelayClient: RelaySessionDelegate, @unchecked Sendable {
     }
 
     /// QUIC first; when the relay does not answer over QUIC within `quicTimeout` (UDP blocked,
-    /// handshake failed), the TCP fallback (DESIGN §8, §9).
+    /// handshake failed), the TCP fallback; when that fails too and `websocketPath` is given,
+    /// WebSocket on the same address (DESIGN §8, §9).
     public static func connectWithFallback(client: RelayClientEndpoint, relay: TransportAddress, serverName: String? = nil,
                                            peerID: PeerID, token: [UInt8], quicTimeout: Duration = .seconds(3),
-                                           tls: Bool = true, caPath: String? = nil) async throws -> RelayClient {
+                                           tls: Bool = true, caPath: String? = nil, proxy: HTTPProxy? = nil,
+                                           websocketPath: String? = nil, host: String? = nil) async throws -> RelayClient {
         let quicError: String
         do {
             let quic = try await connect(client: client, relay: relay, serverName: serverName, peerID: peerID, token: token)
@@ -103,11 +121,20 @@ public final class RelayClient: RelaySessionDelegate, @unchecked Sendable {
         } catch {
             quicError = "\(error)"
         }
+        let tcpError: String
         do {
             return try await connectTCP(client: client, relay: relay, serverName: serverName, peerID: peerID, token: token,
-                                        tls: tls, caPath: caPath)
+                                        tls: tls, caPath: caPath, proxy: proxy, timeout: quicTimeout)
         } catch {
-            throw RelayClientError.unreachable(quic: quicError, tcp: "\(error)")
+            tcpError = "\(error)"
+        }
+        guard let websocketPath else { throw RelayClientError.unreachable(quic: quicError, tcp: tcpError, websocket: nil) }
+        let address = WebSocketAddress(tls: tls, host: host ?? relay.hostString, port: Int(relay.port), path: websocketPath)
+        do {
+            return try await connectWebSocket(client: client, address: address, serverName: serverName, peerID: peerID, token: token,
+                                              caPath: caPath, proxy: proxy)
+        } catch {
+            throw RelayClientError.unreachable(quic: quicError, tcp: tcpError, websocket: "\(error)")
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import QUICTransport
 import RelayCore
+import WebSocketTransport
 
 /// One peer's relay session that rides out what the relay and the network do to it (DESIGN
 /// §8): the I/O shell around `ClientSessionMachine`. It opens connections (QUIC or the TCP
@@ -22,11 +23,18 @@ public final class ResilientRelaySession: Sendable {
         public var serverName: String?
         public var tls: Bool
         public var caPath: String?
+        /// The HTTP proxy for the TCP and WebSocket transports.
+        public var proxy: HTTPProxy?
+        /// The WebSocket path on the relay's address (`wss://host:port<path>`).
+        public var websocketPath: String
 
-        public init(serverName: String? = nil, tls: Bool = true, caPath: String? = nil) {
+        public init(serverName: String? = nil, tls: Bool = true, caPath: String? = nil, proxy: HTTPProxy? = nil,
+                    websocketPath: String = "/zrc-relay/v1") {
             self.serverName = serverName
             self.tls = tls
             self.caPath = caPath
+            self.proxy = proxy
+            self.websocketPath = websocketPath
         }
     }
 
@@ -175,18 +183,23 @@ public final class ResilientRelaySession: Sendable {
         let timeout = configuration.connectTimeout
         Task {
             do {
-                guard let relay = Self.resolve(address) else { throw RelayClientError.badAddress(address) }
                 let client: RelayClient
                 switch transport {
                 case .quic:
+                    guard let relay = Self.resolve(address) else { throw RelayClientError.badAddress(address) }
                     client = try await RelayClient.connect(client: endpoint, relay: relay, serverName: options.serverName,
                                                            peerID: peerID, token: token)
                 case .tcp:
+                    guard let relay = Self.resolve(address) else { throw RelayClientError.badAddress(address) }
                     client = try await RelayClient.connectTCP(client: endpoint, relay: relay, serverName: options.serverName,
                                                               peerID: peerID, token: token, tls: options.tls,
-                                                              caPath: options.caPath, timeout: timeout)
+                                                              caPath: options.caPath, proxy: options.proxy, timeout: timeout)
                 case .websocket:
-                    throw RelayClientError.unsupportedTransport("websocket")
+                    guard let (host, port) = Self.split(address) else { throw RelayClientError.badAddress(address) }
+                    let target = WebSocketAddress(tls: options.tls, host: host, port: port, path: options.websocketPath)
+                    client = try await RelayClient.connectWebSocket(client: endpoint, address: target, serverName: options.serverName,
+                                                                    peerID: peerID, token: token, caPath: options.caPath,
+                                                                    proxy: options.proxy, timeout: timeout)
                 }
                 inboxSink.yield(.opened(generation: generation, client))
                 for await event in client.events { inboxSink.yield(.event(generation: generation, event)) }
@@ -207,10 +220,16 @@ public final class ResilientRelaySession: Sendable {
 
     /// `host:port` or `[v6]:port`, resolved.
     static func resolve(_ address: String) -> TransportAddress? {
-        guard let colon = address.lastIndex(of: ":"), let port = UInt16(address[address.index(after: colon)...]) else { return nil }
+        guard let (host, port) = split(address) else { return nil }
+        return TransportAddress.resolve(host: host, port: UInt16(port))
+    }
+
+    /// `host:port` or `[v6]:port` into its parts (the host without brackets).
+    public static func split(_ address: String) -> (String, Int)? {
+        guard let colon = address.lastIndex(of: ":"), let port = UInt16(address[address.index(after: colon)...]), port > 0 else { return nil }
         var host = String(address[..<colon])
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return TransportAddress.resolve(host: host, port: port)
+        return host.isEmpty ? nil : (host, Int(port))
     }
 }
 

@@ -1,15 +1,14 @@
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
-import NIOSSL
-import NIOTLS
 import QUICTransport
 import RelayCore
+import WebSocketTransport
 import YamuxNIO
 
 /// One peer's relay session over the TCP fallback (DESIGN §9): TLS 1.3 with ALPN
-/// `zrc-relay/1` (or plain TCP), yamux client; stream 1 carries the control frames, stream 3
-/// the datagrams as `length u16 | payload`. Events go to `deliver`, on the channel's loop.
+/// `zrc-relay/1` (or plain TCP), or a WebSocket; yamux client; stream 1 carries the control
+/// frames, stream 3 the datagrams as `length u16 | payload`. Events go to `deliver`, on the
+/// channel's loop.
 final class TCPRelaySession: Sendable {
     /// What the session reports.
     enum Event: Sendable {
@@ -30,62 +29,50 @@ final class TCPRelaySession: Sendable {
         self.channel = channel
     }
 
-    /// Connects, opens streams 1 and 3 and sends ALLOCATE.
-    /// - Parameters:
-    ///   - tls: `nil` for plain TCP; else the server name to send (SNI) and an optional CA file
-    ///     (without one the certificate is not verified: payloads are end-to-end encrypted).
+    /// How the byte stream under yamux is reached.
+    enum Dial: Sendable {
+        /// TCP to the relay's port; TLS 1.3 with ALPN `zrc-relay/1` unless `tls` is `nil`
+        /// (then plain TCP). Without a CA file the certificate is not verified: payloads are
+        /// end-to-end encrypted.
+        case tcp(TransportAddress, tls: (serverName: String?, caPath: String?)?)
+        /// A WebSocket (DESIGN §9 v3): binary messages carry the same yamux stream.
+        case websocket(WebSocketAddress, serverName: String?, caPath: String?)
+    }
+
+    /// Connects (through `proxy` with HTTP `CONNECT` when given), opens streams 1 and 3 and
+    /// sends ALLOCATE.
     static func connect(
-        to relay: TransportAddress, tls: (serverName: String?, caPath: String?)?, peerID: PeerID, token: [UInt8],
+        _ dial: Dial, proxy: HTTPProxy? = nil, peerID: PeerID, token: [UInt8],
         timeout: Duration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         deliver: @escaping @Sendable (Event) -> Void
     ) async throws -> TCPRelaySession {
-        var sslContext: NIOSSLContext?
-        if let tls {
-            var configuration = TLSConfiguration.makeClientConfiguration()
-            configuration.minimumTLSVersion = .tlsv13
-            configuration.applicationProtocols = [FallbackWire.alpn]
-            if let caPath = tls.caPath {
-                configuration.trustRoots = .file(caPath)
-            } else {
-                configuration.certificateVerification = .none
-            }
-            sslContext = try NIOSSLContext(configuration: configuration)
-        }
-        let serverName = tls?.serverName
-        let slot = NIOLockedValueBox<YamuxMultiplexer?>(nil)
-        let handshake = group.any().makePromise(of: Void.self)
+        let dialer = StreamDialer(proxy: proxy, stepTimeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000
+                                                                         + timeout.components.attoseconds / 1_000_000_000), group: group)
         let channel: any Channel
-        do {
-            channel = try await ClientBootstrap(group: group)
-                .connectTimeout(.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let multiplexer = YamuxMultiplexer(role: .client, eventLoop: channel.eventLoop) { _ in false }
-                        slot.withLockedValue { $0 = multiplexer }
-                        if let sslContext {
-                            try channel.pipeline.syncOperations.addHandler(
-                                try NIOSSLClientHandler(context: sslContext, serverHostname: serverName))
-                            try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(promise: handshake))
-                        } else {
-                            handshake.succeed(())
-                        }
-                        try channel.pipeline.syncOperations.addHandler(multiplexer)
-                    }
-                }
-                .connect(host: relay.hostString, port: Int(relay.port)).get()
-        } catch {
-            // Refused or timed out before any handshake: the promise must not leak.
-            handshake.fail(error)
-            throw error
+        switch dial {
+        case .tcp(let relay, let tls):
+            let (connected, negotiated) = try await dialer.connect(
+                host: relay.hostString, port: Int(relay.port),
+                tls: tls.map { StreamDialer.TLS(serverName: $0.serverName, caPath: $0.caPath, alpn: [FallbackWire.alpn]) })
+            if tls != nil, negotiated != FallbackWire.alpn {
+                try? await connected.close()
+                throw RelayClientError.fallbackRefused("the relay did not agree on ALPN zrc-relay/1")
+            }
+            channel = connected
+        case .websocket(let address, let serverName, let caPath):
+            channel = try await dialer.connectWebSocket(address, serverName: serverName, caPath: caPath)
         }
+        let multiplexer: YamuxMultiplexer
         do {
-            try await handshake.futureResult.get()
+            multiplexer = try await channel.eventLoop.submit {
+                let multiplexer = YamuxMultiplexer(role: .client, eventLoop: channel.eventLoop) { _ in false }
+                try channel.pipeline.syncOperations.addHandler(multiplexer)
+                return multiplexer
+            }.get()
         } catch {
             try? await channel.close()
             throw error
         }
-        guard let multiplexer = slot.withLockedValue({ $0 }) else { throw QUICTransportError.connectFailed }
         // A new client session opens ids 1 and 3 in this order: exactly the wire's streams.
         let control = try await multiplexer.openStream().get()
         let datagrams = try await multiplexer.openStream().get()
@@ -164,40 +151,11 @@ final class TCPRelaySession: Sendable {
     }
 }
 
-/// Fulfils `promise` when the TLS handshake completes with ALPN `zrc-relay/1`.
-private final class HandshakeWatcher: ChannelInboundHandler, Sendable {
-    typealias InboundIn = ByteBuffer
-    let promise: EventLoopPromise<Void>
-
-    init(promise: EventLoopPromise<Void>) { self.promise = promise }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case TLSUserEvent.handshakeCompleted(let negotiated) = event {
-            if negotiated == FallbackWire.alpn {
-                promise.succeed(())
-            } else {
-                promise.fail(RelayClientError.fallbackRefused("the relay did not agree on ALPN zrc-relay/1"))
-            }
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        promise.fail(error)
-        context.fireErrorCaught(error)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        promise.fail(RelayClientError.fallbackRefused("connection closed during the TLS handshake"))
-        context.fireChannelInactive()
-    }
-}
-
 /// Why a relay client could not connect.
 public enum RelayClientError: Error, CustomStringConvertible, Sendable {
-    /// Neither QUIC nor the TCP fallback got an answer from the relay.
-    case unreachable(quic: String, tcp: String)
-    /// The TCP fallback connected but was refused.
+    /// No transport got an answer from the relay (each with its reason; WebSocket `nil` when not tried).
+    case unreachable(quic: String, tcp: String, websocket: String?)
+    /// The TCP fallback (or WebSocket) connected but was refused.
     case fallbackRefused(String)
     /// An address that is not `host:port` or does not resolve.
     case badAddress(String)
@@ -206,7 +164,8 @@ public enum RelayClientError: Error, CustomStringConvertible, Sendable {
 
     public var description: String {
         switch self {
-        case .unreachable(let quic, let tcp): return "relay unreachable: QUIC: \(quic); TCP fallback: \(tcp)"
+        case .unreachable(let quic, let tcp, let websocket):
+            return "relay unreachable: QUIC: \(quic); TCP fallback: \(tcp)" + (websocket.map { "; WebSocket: \($0)" } ?? "")
         case .fallbackRefused(let why): return "TCP fallback refused: \(why)"
         case .badAddress(let address): return "cannot resolve relay address \(address)"
         case .unsupportedTransport(let name): return "transport \(name) is not in this build"

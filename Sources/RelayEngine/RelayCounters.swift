@@ -5,7 +5,7 @@ import RelayCore
 /// Labels are small enums, never ids or addresses.
 public struct RelayCounters: Sendable, Hashable {
     /// Transports a datagram can arrive or leave on.
-    public enum Transport: String, Sendable, CaseIterable { case quic, tcp }
+    public enum Transport: String, Sendable, CaseIterable { case quic, tcp, websocket }
     /// `rate_limit_hits_total{kind}`.
     public enum RateLimitKind: String, Sendable, CaseIterable { case connection, allocation, accept, blocked }
 
@@ -56,17 +56,23 @@ public struct RelayCounters: Sendable, Hashable {
     var quicBytes: UInt64 = 0
     var tcpPackets: UInt64 = 0
     var tcpBytes: UInt64 = 0
+    var websocketPackets: UInt64 = 0
+    var websocketBytes: UInt64 = 0
 
     public init() {}
 
     @inline(__always)
     mutating func forwarded(bytes: Int, transport: Transport) {
-        if transport == .quic {
+        switch transport {
+        case .quic:
             quicPackets &+= 1
             quicBytes &+= UInt64(bytes)
-        } else {
+        case .tcp:
             tcpPackets &+= 1
             tcpBytes &+= UInt64(bytes)
+        case .websocket:
+            websocketPackets &+= 1
+            websocketBytes &+= UInt64(bytes)
         }
     }
 
@@ -81,6 +87,8 @@ public struct RelayCounters: Sendable, Hashable {
         copy.bytesForwarded[.quic] = quicBytes
         copy.packetsForwarded[.tcp] = tcpPackets
         copy.bytesForwarded[.tcp] = tcpBytes
+        copy.packetsForwarded[.websocket] = websocketPackets
+        copy.bytesForwarded[.websocket] = websocketBytes
         return copy
     }
 }

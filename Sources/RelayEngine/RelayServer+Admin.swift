@@ -95,7 +95,7 @@ extension RelayServer {
         AllocationView(snapshot: snapshot, connections: snapshot.sides.map { side in
             guard let handle = side.connection else { return nil }
             if let link = links[handle.rawValue] {
-                return (.tcp, link.link.remoteAddress.unmappingIPv4.description)
+                return (link.transport, link.link.remoteAddress.unmappingIPv4.description)
             }
             if let connection = endpoint.connection(withID: handle.rawValue) {
                 return (.quic, connection.remoteAddress.unmappingIPv4.description)

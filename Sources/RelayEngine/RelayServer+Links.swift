@@ -2,7 +2,8 @@ import Logging
 import QUICTransport
 import RelayCore
 
-/// A relay client reached by another transport than QUIC (the TCP/TLS fallback, DESIGN §9).
+/// A relay client reached by another transport than QUIC (the TCP/TLS fallback or WebSocket,
+/// DESIGN §9).
 ///
 /// The relay calls these methods on its loop thread; an implementation hands the work to
 /// its own thread and must not block.
@@ -11,6 +12,8 @@ public protocol RelayPeerLink: AnyObject, Sendable {
     var remoteAddress: TransportAddress { get }
     /// The address the client reached (for `relay_addr` when `server.public_addr` is unset).
     var localHost: String { get }
+    /// `tcp` or `websocket`, for metrics and the admin API (read once, at attach).
+    var transport: RelayCounters.Transport { get }
     /// Encoded control frames for the client, in order.
     func sendControl(_ bytes: [UInt8])
     /// One datagram for the client. Returns `false` when it could not be queued (dropped).
@@ -24,9 +27,11 @@ extension RelayServer {
     final class LinkState {
         let link: any RelayPeerLink
         let connection: ConnectionState
+        let transport: RelayCounters.Transport
         init(link: any RelayPeerLink, connection: ConnectionState) {
             self.link = link
             self.connection = connection
+            self.transport = link.transport
         }
     }
 
@@ -46,10 +51,10 @@ extension RelayServer {
             nextLinkID += 1
             let handle = Self.linkHandleBase + nextLinkID
             var connectionLogger = logger
-            connectionLogger[metadataKey: "zrc.conn.id"] = "tcp-\(nextLinkID)"
+            connectionLogger[metadataKey: "zrc.conn.id"] = "\(link.transport.rawValue)-\(nextLinkID)"
             connectionLogger[metadataKey: "zrc.peer.addr"] = "\(link.remoteAddress)"
             links[handle] = LinkState(link: link, connection: ConnectionState(remote: link.remoteAddress, logger: connectionLogger))
-            counters.connections[.tcp, default: 0] += 1
+            counters.connections[link.transport, default: 0] += 1
             allocateDeadlines.watch(ConnectionHandle(handle), now: now)
             connectionLogger.debug("fallback connection established")
             completion(handle)
@@ -105,7 +110,7 @@ extension RelayServer {
     public func linkClosed(_ handle: UInt64) {
         endpoint.execute { [self] in
             guard let state = links.removeValue(forKey: handle) else { return }
-            counters.connections[.tcp, default: 0] -= 1
+            counters.connections[state.transport, default: 0] -= 1
             state.connection.logger.debug("fallback connection closed")
             perform(table.connectionClosed(ConnectionHandle(handle), now: now))
         }

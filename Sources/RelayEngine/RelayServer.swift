@@ -286,9 +286,9 @@ public final class RelayServer: QUICEndpointDelegate, @unchecked Sendable {
                 case .failure(.queueFull): counters.dropped(.queueFull)
                 case .failure(.notReady): counters.dropped(.unpaired)
                 }
-            } else if let link = links[to.rawValue]?.link {
-                if link.sendDatagram(payload) {
-                    counters.forwarded(bytes: payload.count, transport: .tcp)
+            } else if let state = links[to.rawValue] {
+                if state.link.sendDatagram(payload) {
+                    counters.forwarded(bytes: payload.count, transport: state.transport)
                 } else {
                     counters.dropped(.queueFull)
                 }

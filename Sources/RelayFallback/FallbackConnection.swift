@@ -7,9 +7,9 @@ import Synchronization
 import Yamux
 import YamuxNIO
 
-/// One client of the TCP fallback (DESIGN §9): yamux stream 1 carries the control frames
-/// of §4, stream 3 the datagrams as `length u16 | payload`. It is the relay's
-/// ``RelayPeerLink`` for that client.
+/// One client of the TCP fallback (DESIGN §9): yamux (over TLS, plain TCP, or WebSocket
+/// messages) whose stream 1 carries the control frames of §4, stream 3 the datagrams as
+/// `length u16 | payload`. It is the relay's ``RelayPeerLink`` for that client.
 ///
 /// Threads: yamux runs on the TCP channel's event loop; the relay calls in from its own loop
 /// thread (`sendControl`, `sendDatagram`, `close`), which hop here.
@@ -27,6 +27,8 @@ final class FallbackConnection: RelayPeerLink, @unchecked Sendable {
     let remoteAddress: TransportAddress
     let localHost: String
     let eventLoop: any EventLoop
+    /// `tcp`, or `websocket` once the upgrade chose it (set before ``start()``).
+    private(set) var transport: RelayCounters.Transport = .tcp
     private let relay: RelayServer
     private let logger: Logger
     let multiplexer: YamuxMultiplexer
@@ -59,8 +61,10 @@ final class FallbackConnection: RelayPeerLink, @unchecked Sendable {
     /// The most control bytes kept while the relay admits the connection (a few frames).
     static let controlBacklogLimit = 64 * 1024
 
-    /// The connection is ready (TCP accepted, or TLS with the right ALPN): ask the relay in.
-    func start() {
+    /// The connection is ready (TCP accepted, TLS with the right ALPN, or a WebSocket
+    /// upgraded): ask the relay in.
+    func start(transport: RelayCounters.Transport = .tcp) {
+        self.transport = transport
         relay.attachLink(self) { [self] handle in
             self.eventLoop.execute {
                 guard let handle else {

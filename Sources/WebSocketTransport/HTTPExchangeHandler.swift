@@ -40,6 +40,9 @@ final class HTTPExchangeHandler: ChannelInboundHandler, RemovableChannelHandler,
     private let promise: EventLoopPromise<HTTPResponseHead>
     private let timeout: TimeAmount
     private var refused: (statusLine: String, problem: String)?
+    private var accepted: HTTPResponseHead?
+    /// The raw answer's first bytes (set by the dialer, which puts the tap before the decoder).
+    var tap: RawResponseTap?
     private var body: [UInt8] = []
     private var timer: Scheduled<Void>?
     private var done = false
@@ -81,14 +84,19 @@ final class HTTPExchangeHandler: ChannelInboundHandler, RemovableChannelHandler,
             } else if let problem = accept(head) {
                 refused = (statusLine, problem)
             } else {
-                done = true
-                timer?.cancel()
-                promise.succeed(head)
+                accepted = head
             }
         case .body(let buffer):
             if refused != nil, body.count < 512 { body += buffer.readableBytesView.prefix(512 - body.count) }
         case .end:
-            if let refused { fail(context: context, statusLine: refused.statusLine, problem: refused.problem) }
+            if let refused {
+                fail(context: context, statusLine: refused.statusLine, problem: refused.problem)
+            } else if let accepted {
+                // The decoder delivered the whole answer: the caller may now change the pipeline.
+                done = true
+                timer?.cancel()
+                promise.succeed(accepted)
+            }
         }
     }
 
@@ -109,8 +117,29 @@ final class HTTPExchangeHandler: ChannelInboundHandler, RemovableChannelHandler,
         guard !done else { return }
         done = true
         timer?.cancel()
+        // NIO's decoder ends HTTP at any answer to CONNECT and keeps a refusal's body to
+        // itself: take it from the raw bytes then.
+        if body.isEmpty, let raw = tap?.bytes, let end = raw.firstRange(of: [13, 10, 13, 10]) {
+            body = Array(raw[end.upperBound...].prefix(512))
+        }
         let text = String(decoding: body, as: UTF8.self).filter { !$0.isNewline && ($0.asciiValue.map { $0 >= 0x20 } ?? true) }
         promise.fail(HTTPExchangeRefusal(stage: stage, statusLine: statusLine, body: text, problem: problem.isEmpty ? nil : problem))
         context.close(promise: nil)
+    }
+}
+
+
+/// Keeps a copy of the first 4 KiB that arrive, passing everything on.
+final class RawResponseTap: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+    // @unchecked Sendable: confined to the channel's event loop.
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private(set) var bytes: [UInt8] = []
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        if bytes.count < 4096 { bytes += buffer.readableBytesView.prefix(4096 - bytes.count) }
+        context.fireChannelRead(data)
     }
 }

@@ -105,7 +105,10 @@ public struct StreamDialer: Sendable {
             let decoder = ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes))
             let handler = HTTPExchangeHandler(stage: stage, request: request, timeout: timeout, promise: promise,
                                               expected: expected, accept: accept)
+            let tap = RawResponseTap()
+            handler.tap = tap
             let pipeline = channel.pipeline.syncOperations
+            try pipeline.addHandler(tap)
             try pipeline.addHandler(encoder)
             try pipeline.addHandler(decoder)
             try pipeline.addHandler(handler)
@@ -115,6 +118,7 @@ public struct StreamDialer: Sendable {
             let pipeline = channel.pipeline.syncOperations
             try then(pipeline)
             pipeline.removeHandler(try pipeline.handler(type: HTTPExchangeHandler.self), promise: nil)
+            pipeline.removeHandler(try pipeline.handler(type: RawResponseTap.self), promise: nil)
             pipeline.removeHandler(try pipeline.handler(type: HTTPRequestEncoder.self), promise: nil)
             pipeline.removeHandler(try pipeline.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self), promise: nil)
         }.get()

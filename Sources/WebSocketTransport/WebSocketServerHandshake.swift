@@ -68,6 +68,8 @@ public enum WebSocketServerHandshake {
         private let upgrade: (ChannelPipeline.SynchronousOperations, UpgradeHandler) throws -> Void
         private var timer: Scheduled<Void>?
         private var answered = false
+        /// The head passed; the upgrade happens at the request's end.
+        private var acceptValue: String?
 
         init(path: String, subprotocol: String, outcome: @escaping @Sendable (Outcome) -> Void,
              upgrade: @escaping (ChannelPipeline.SynchronousOperations, UpgradeHandler) throws -> Void) {
@@ -89,13 +91,22 @@ public enum WebSocketServerHandshake {
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            guard case .head(let head) = unwrapInboundIn(data), !answered else { return }
-            timer?.cancel()
-            let decision = WebSocketHandshake.evaluate(head, path: path, subprotocol: subprotocol)
-            switch decision {
-            case .refuse(let status, let reason):
-                refuse(context: context, status: status, reason: reason, extraHeaders: decision.extraHeaders)
-            case .upgrade(let accept):
+            guard !answered else { return }
+            switch unwrapInboundIn(data) {
+            case .head(let head):
+                timer?.cancel()
+                let decision = WebSocketHandshake.evaluate(head, path: path, subprotocol: subprotocol)
+                switch decision {
+                case .refuse(let status, let reason):
+                    refuse(context: context, status: status, reason: reason, extraHeaders: decision.extraHeaders)
+                case .upgrade(let accept):
+                    acceptValue = accept
+                }
+            case .body:
+                break  // an upgrade request has none; a refused one is closed
+            case .end:
+                // The decoder has delivered the whole request: only now may the pipeline change.
+                guard let accept = acceptValue else { return }
                 answered = true
                 context.write(wrapOutboundOut(.head(WebSocketHandshake.switchingProtocols(accept: accept, subprotocol: subprotocol))), promise: nil)
                 context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)

@@ -5,6 +5,7 @@ import Logging
 import QUICTransport
 import RelayClient
 import RelayCore
+import WebSocketTransport
 
 /// `zrc-relay client connect|echo|ping`: a relay peer for operators and tests.
 struct ClientCommand: AsyncParsableCommand {
@@ -17,7 +18,7 @@ struct ClientCommand: AsyncParsableCommand {
 
 /// Where the relay is and how to reach it.
 struct RelayTarget: ParsableArguments {
-    @Option(help: "Relay address HOST:PORT.")
+    @Option(help: "Relay address HOST:PORT, or a WebSocket URL wss://HOST:PORT/PATH (ws:// for a plain listener).")
     var relay: String = "127.0.0.1:4433"
 
     @Option(help: "TLS server name (SNI); default: the relay host when it is a name.")
@@ -26,51 +27,93 @@ struct RelayTarget: ParsableArguments {
     @Option(help: "PEM file of CAs to verify the relay certificate with (default: not verified; payloads are end-to-end encrypted).")
     var ca: String?
 
-    @Option(help: "auto (QUIC, then the TCP fallback when QUIC gets no answer), quic, or tcp.")
+    @Option(help: "auto (QUIC, then the TCP fallback, then WebSocket), quic, tcp, or websocket.")
     var transport: TransportChoice = .auto
 
     @Flag(help: "TCP fallback without TLS (for a relay with fallback.tls = false).")
     var plainTcp = false
 
+    @Option(help: "HTTP proxy for the TCP and WebSocket transports (http://HOST:PORT; default: HTTPS_PROXY unless NO_PROXY names the relay; 'none' for none).")
+    var proxy: String?
+
     /// `--transport`.
     enum TransportChoice: String, ExpressibleByArgument, CaseIterable {
         case auto, quic, tcp, websocket
+    }
 
-        /// The transports a resilient session tries, in order (WebSocket is not in this build).
-        var sessionTransports: [ClientSessionMachine.Transport] {
-            switch self {
-            case .auto: return [.quic, .tcp]
-            case .quic: return [.quic]
-            case .tcp: return [.tcp]
-            case .websocket: return [.websocket]
+    func validate() throws {
+        if relay.contains("://") {
+            guard WebSocketAddress(parsing: relay) != nil else { throw ValidationError("--relay: \(relay) is not a ws:// or wss:// URL") }
+            guard transport == .auto || transport == .websocket else {
+                throw ValidationError("--relay is a WebSocket URL: --transport must be websocket (or auto)")
             }
+        }
+        _ = try chosenProxy()
+    }
+
+    /// The relay as a WebSocket URL, when it was given as one.
+    var websocketURL: WebSocketAddress? { WebSocketAddress(parsing: relay) }
+
+    /// `host:port` of the relay (from the URL when it is one).
+    var hostPort: String { websocketURL?.authority ?? relay }
+
+    /// The transports a resilient session tries, in order.
+    var sessionTransports: [ClientSessionMachine.Transport] {
+        if websocketURL != nil { return [.websocket] }
+        switch transport {
+        case .auto: return [.quic, .tcp, .websocket]
+        case .quic: return [.quic]
+        case .tcp: return [.tcp]
+        case .websocket: return [.websocket]
+        }
+    }
+
+    /// How the session reaches the relay besides its address.
+    func sessionOptions(serverName: String?) throws -> ResilientRelaySession.Options {
+        ResilientRelaySession.Options(serverName: serverName, tls: websocketURL?.tls ?? !plainTcp, caPath: ca,
+                                      proxy: try chosenProxy(), websocketPath: websocketURL?.path ?? "/zrc-relay/v1")
+    }
+
+    func chosenProxy() throws -> HTTPProxy? {
+        let host = websocketURL?.host ?? ResilientRelaySession.split(relay)?.0 ?? relay
+        do {
+            return try HTTPProxy.choose(explicit: proxy, environment: ProcessInfo.processInfo.environment, targetHost: host)
+        } catch {
+            throw ValidationError("\(error)")
         }
     }
 
     /// Opens one peer's session with the chosen transport.
     func connect(endpoint: RelayClientEndpoint, address: TransportAddress, serverName: String?, peerID: PeerID,
                  token: [UInt8]) async throws -> RelayClient {
+        let options = try sessionOptions(serverName: serverName)
+        if let url = websocketURL {
+            return try await RelayClient.connectWebSocket(client: endpoint, address: url, serverName: serverName, peerID: peerID,
+                                                          token: token, caPath: ca, proxy: options.proxy)
+        }
+        let host = ResilientRelaySession.split(relay)?.0 ?? address.hostString
         switch transport {
         case .quic:
             return try await RelayClient.connect(client: endpoint, relay: address, serverName: serverName, peerID: peerID, token: token)
         case .tcp:
             return try await RelayClient.connectTCP(client: endpoint, relay: address, serverName: serverName, peerID: peerID,
-                                                    token: token, tls: !plainTcp, caPath: ca)
+                                                    token: token, tls: !plainTcp, caPath: ca, proxy: options.proxy)
         case .websocket:
-            throw ValidationError("--transport websocket is not in this build")
+            let url = WebSocketAddress(tls: !plainTcp, host: host, port: Int(address.port), path: options.websocketPath)
+            return try await RelayClient.connectWebSocket(client: endpoint, address: url, serverName: serverName, peerID: peerID,
+                                                          token: token, caPath: ca, proxy: options.proxy)
         case .auto:
             return try await RelayClient.connectWithFallback(client: endpoint, relay: address, serverName: serverName, peerID: peerID,
-                                                             token: token, tls: !plainTcp, caPath: ca)
+                                                             token: token, tls: !plainTcp, caPath: ca, proxy: options.proxy,
+                                                             websocketPath: options.websocketPath, host: host)
         }
     }
 
     func resolve() throws -> (TransportAddress, String?) {
-        guard let colon = relay.lastIndex(of: ":"), let port = UInt16(relay[relay.index(after: colon)...]) else {
-            throw ValidationError("--relay must be HOST:PORT")
+        guard let (host, port) = ResilientRelaySession.split(hostPort) else {
+            throw ValidationError("--relay must be HOST:PORT or wss://HOST:PORT/PATH")
         }
-        var host = String(relay[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard let address = TransportAddress.resolve(host: host, port: port) else { throw ValidationError("cannot resolve \(host)") }
+        guard let address = TransportAddress.resolve(host: host, port: UInt16(port)) else { throw ValidationError("cannot resolve \(host)") }
         let name = serverName ?? (TransportAddress(ipAddress: host, port: 0) == nil ? host : nil)
         return (address, name)
     }
@@ -321,11 +364,11 @@ struct SessionOptions: ParsableArguments {
         let (token, peer) = try credentials.parse()
         let endpoint = try target.makeEndpoint(for: address)
         defer { endpoint.stop() }
-        var configuration = ClientSessionMachine.Configuration(relay: target.relay, transports: target.transport.sessionTransports)
+        var configuration = ClientSessionMachine.Configuration(relay: target.hostPort, transports: target.sessionTransports)
         configuration.maxAttempts = maxAttempts
         let session = ResilientRelaySession(
             endpoint: endpoint, configuration: configuration,
-            options: .init(serverName: name, tls: !target.plainTcp, caPath: target.ca), peerID: peer, token: token)
+            options: try target.sessionOptions(serverName: name), peerID: peer, token: token)
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         let printer = Task {
