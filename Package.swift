@@ -241,6 +241,7 @@ let package = Package(
             name: "FuzzTargets",
             dependencies: [
                 "RelayCore", "RelayConfig", "Yamux", "YamuxNIO", "ReverseTunnel", "RedisProtocol", "SharedState",
+                "WebSocketTransport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

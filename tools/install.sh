@@ -31,8 +31,8 @@ if [ "$mode" = "test" ]; then
     echo "install: Python virtual environment in .venv"
     python3 -m venv "$venv"
   fi
-  if ! "$venv/bin/python" -c "import aioquic, prometheus_client, pytest" 2>/dev/null; then
-    echo "install: aioquic, prometheus_client, pytest from PyPI"
-    "$venv/bin/pip" install -q --disable-pip-version-check "aioquic>=1.2" prometheus_client pytest
+  if ! "$venv/bin/python" -c "import aioquic, prometheus_client, pytest, websockets" 2>/dev/null; then
+    echo "install: aioquic, prometheus_client, pytest, websockets from PyPI"
+    "$venv/bin/pip" install -q --disable-pip-version-check "aioquic>=1.2" prometheus_client pytest "websockets>=14"
   fi
 fi
