@@ -43,6 +43,8 @@ public final class RelayBench: RelaySessionDelegate, @unchecked Sendable {
         public var sendFailures = 0
         /// Round-trip times in microseconds (round-trip mode).
         public var rttMicroseconds: [UInt32] = []
+
+        public init() {}
     }
 
     private let endpoint: RelayClientEndpoint

@@ -51,6 +51,10 @@ extension ClientCommand {
             guard (16...1200).contains(size) else { throw ValidationError("--size must be 16…1200") }
             guard let d = ConfigUnits.duration(duration), d > .zero else { throw ValidationError("--duration: '\(duration)' is not a duration") }
             guard RelayBench.Plan.Mode(rawValue: mode) != nil else { throw ValidationError("--mode must be oneway or rtt") }
+            if target.transport == .tcp || target.transport == .websocket || target.websocketURL != nil {
+                guard mode == "oneway" else { throw ValidationError("--transport tcp|websocket: --mode oneway only") }
+                guard allocations <= 1000, rate > 0 else { throw ValidationError("--transport tcp|websocket: 1…1000 allocations and --rate > 0") }
+            }
             if let relayPid, !FileManager.default.fileExists(atPath: "/proc/\(relayPid)/stat") {
                 throw ValidationError("--relay-pid \(relayPid): no such process")
             }
@@ -87,6 +91,31 @@ extension ClientCommand {
             }
 
             let rssBefore = relayPid.flatMap(ProcessStats.rssKiB)
+            if target.transport == .tcp || target.transport == .websocket || target.websocketURL != nil {
+                let streams = StreamBench(target: target, transport: target.websocketURL != nil ? .websocket : target.transport, plan: plan)
+                let pairs: [StreamBench.Pair]
+                do {
+                    pairs = try await streams.establish(endpoint: endpoint, address: address, serverName: name, tokens: tokens)
+                } catch {
+                    stderr("bench: \(error)")
+                    throw ExitCode(1)
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                let cpuBefore = relayPid.flatMap(ProcessStats.cpuMicroseconds)
+                let started = ContinuousClock.now
+                let tally = try await streams.run(pairs: pairs, duration: window)
+                let measured = ContinuousClock.now - started
+                let cpuAfter = relayPid.flatMap(ProcessStats.cpuMicroseconds)
+                let rssAfter = relayPid.flatMap(ProcessStats.rssKiB)
+                streams.close(pairs)
+                let seconds = Double(measured.components.seconds) + Double(measured.components.attoseconds) / 1e18
+                let report = BenchReport(
+                    plan: plan, durationSeconds: Double(window.components.seconds) + Double(window.components.attoseconds) / 1e18,
+                    tally: tally, measuredSeconds: seconds, relayCPUMicroseconds: zip(cpuBefore, cpuAfter).map { $1 - $0 },
+                    relayRSSBeforeKiB: rssBefore, relayRSSKiB: rssAfter)
+                print(json ? report.json : report.text)
+                return
+            }
             let bench = RelayBench(endpoint: endpoint, plan: plan)
             do {
                 try await bench.establish(relay: address, serverName: name, tokens: tokens)

@@ -11,8 +11,8 @@ import WebSocketTransport
 struct ClientCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "client",
-        abstract: "A relay peer: connect (datagrams on stdin/stdout), echo, ping, bench.",
-        subcommands: [Connect.self, Echo.self, Ping.self, Bench.self]
+        abstract: "A relay peer: connect (datagrams on stdin/stdout), echo, ping, bench, diagnose.",
+        subcommands: [Connect.self, Echo.self, Ping.self, Bench.self, Diagnose.self]
     )
 }
 
@@ -344,6 +344,7 @@ actor RTTCollector {
     private var samples: [UInt32: UInt64] = [:]
     func add(sequence: UInt32, rtt: UInt64) { if samples[sequence] == nil { samples[sequence] = rtt } }
     func sorted() -> [UInt64] { samples.values.sorted() }
+    func samplesContain(_ sequence: UInt32) -> Bool { samples[sequence] != nil }
 }
 
 /// `--max-attempts` and the session run shared by `client connect` and `client echo`.
