@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import QUICTransport
 import RelayClient
+import RelayConfig
 import RelayCore
 import WebSocketTransport
 
@@ -352,8 +353,14 @@ struct SessionOptions: ParsableArguments {
     @Option(help: "Consecutive failed attempts before giving up (0 = never; the count resets after 30 s connected).")
     var maxAttempts: Int = 10
 
+    @Option(help: "After falling back from QUIC, how often QUIC is tried again in the background.")
+    var quicProbeInterval: String = "60s"
+
     func validate() throws {
         guard maxAttempts >= 0 else { throw ValidationError("--max-attempts must be ≥ 0") }
+        guard let interval = ConfigUnits.duration(quicProbeInterval), interval >= .milliseconds(100) else {
+            throw ValidationError("--quic-probe-interval: '\(quicProbeInterval)' is not a duration of at least 100ms")
+        }
     }
 
     /// Runs a resilient session until it fails (exit 1 with the reason) or closes (exit 0),
@@ -367,6 +374,7 @@ struct SessionOptions: ParsableArguments {
         defer { endpoint.stop() }
         var configuration = ClientSessionMachine.Configuration(relay: target.hostPort, transports: target.sessionTransports)
         configuration.maxAttempts = maxAttempts
+        configuration.quicProbeInterval = ConfigUnits.duration(quicProbeInterval) ?? .seconds(60)
         let session = ResilientRelaySession(
             endpoint: endpoint, configuration: configuration,
             options: try target.sessionOptions(serverName: name), peerID: peer, token: token)

@@ -217,3 +217,90 @@ def test_goaway_shutdown_moves_the_pair_to_the_alternate(fleet):
     finally:
         conn.kill()
         echo.kill()
+
+
+def test_udp_blocked_then_unblocked_moves_back_to_quic(relay, tmp_path):
+    """Through a TCP-only path the client relays over the TCP fallback; once UDP passes again,
+    its background QUIC probe (every 2 s here, 60 s by default) moves it back to QUIC."""
+    from test_fallback import TCPOnlyProxy
+    from udpproxy import UDPProxy
+    blocked = TCPOnlyProxy(relay.port)
+    token, pa, pb = pair_token(relay)
+    echo = ClientProcess("echo", "--relay", f"127.0.0.1:{relay.port}", "--token", token, "--peer", pb)
+    conn = ClientProcess("connect", "--relay", f"127.0.0.1:{blocked.port}", "--token", token, "--peer", pa,
+                         "--quic-probe-interval", "2s", stdin=True)
+    udp = None
+    try:
+        assert conn.wait_state("paired", 20) and echo.wait_state("paired"), conn.lines + echo.lines
+        assert "connecting(tcp)" in conn.states(), conn.lines
+        conn.process.stdin.write("over tcp\n")
+        conn.process.stdin.flush()
+        assert conn.output_line(5) == "over tcp\n"
+        before = len(conn.lines)
+        udp = UDPProxy(relay.port, port=blocked.port)  # UDP now passes on the same port number
+        unblocked = time.time()
+        moved = None
+        while time.time() - unblocked < 60:
+            later = conn.lines[before:]
+            if any("state=connecting(quic)" in line for line in later) and any("state=paired" in line for line in later):
+                moved = time.time() - unblocked
+                break
+            time.sleep(0.1)
+        assert moved is not None, "\n".join(conn.lines)
+        print(f"back on QUIC {moved:.1f} s after UDP passed again")
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            conn.process.stdin.write("over quic\n")
+            conn.process.stdin.flush()
+            if conn.output_line(0.3) == "over quic\n":
+                break
+        else:
+            raise AssertionError("no datagram over QUIC:\n" + "\n".join(conn.lines))
+    finally:
+        conn.kill()
+        echo.kill()
+        blocked.close()
+        if udp:
+            udp.close()
+
+
+def test_a_silent_path_is_noticed_within_two_keepalive_intervals(relay_factory):
+    """The relay PINGs every keepalive_interval (2 s here) and sets the QUIC idle timeout to
+    twice that; a path that silently drops everything ends the connection within it, and the
+    client reconnects once the path is back."""
+    from udpproxy import UDPProxy
+    relay = relay_factory("--quic.max-idle-timeout", "4s", "--limits.keepalive-interval", "2s")
+    path = UDPProxy(relay.port)
+    token, pa, pb = pair_token(relay)
+    echo = ClientProcess("echo", "--relay", f"127.0.0.1:{relay.port}", "--token", token, "--peer", pb)
+    conn = ClientProcess("connect", "--relay", f"127.0.0.1:{path.port}", "--token", token, "--peer", pa,
+                         "--transport", "quic", "--max-attempts", "0", stdin=True)
+    try:
+        assert conn.wait_state("paired") and echo.wait_state("paired"), conn.lines + echo.lines
+        conn.process.stdin.write("before\n")
+        conn.process.stdin.flush()
+        assert conn.output_line(5) == "before\n"
+        before = len(conn.lines)
+        path.paused = True
+        silent = time.time()
+        noticed = None
+        while time.time() - silent < 15:
+            if any("state=reconnecting" in line for line in conn.lines[before:]):
+                noticed = time.time() - silent
+                break
+            time.sleep(0.05)
+        assert noticed is not None and noticed < 2 * 2 + 1.5, f"{noticed}\n" + "\n".join(conn.lines)
+        print(f"silent path noticed after {noticed:.1f} s")
+        path.paused = False
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            conn.process.stdin.write("after\n")
+            conn.process.stdin.flush()
+            if conn.output_line(0.3) == "after\n":
+                break
+        else:
+            raise AssertionError("no datagram after the path came back:\n" + "\n".join(conn.lines))
+    finally:
+        conn.kill()
+        echo.kill()
+        path.close()

@@ -1,14 +1,16 @@
-"""A small UDP proxy on 127.0.0.1 that can change its upstream source port mid-run (NAT rebinding)
-and counts what passes through it (to see Retry packets)."""
+"""A small UDP proxy on 127.0.0.1 that can change its upstream source port mid-run (NAT rebinding),
+go silent (`paused`: a path that drops everything), and counts what passes through it (to see
+Retry packets)."""
 import socket
 import threading
 
 
 class UDPProxy:
-    def __init__(self, upstream_port: int):
+    def __init__(self, upstream_port: int, port: int = 0):
         self.upstream = ("127.0.0.1", upstream_port)
+        self.paused = False  # True: everything is silently dropped, both ways
         self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.front.bind(("127.0.0.1", 0))
+        self.front.bind(("127.0.0.1", port))
         self.front.settimeout(0.05)
         self.port = self.front.getsockname()[1]
         self.client = None
@@ -43,6 +45,8 @@ class UDPProxy:
             except (socket.timeout, OSError):
                 continue
             self.client = addr
+            if self.paused:
+                continue
             with self.lock:
                 back = self.back
             try:
@@ -59,7 +63,7 @@ class UDPProxy:
             except (socket.timeout, OSError):
                 continue
             self.server_packets.append(data[:1])
-            if self.client:
+            if self.client and not self.paused:
                 self.front.sendto(data, self.client)
 
     def close(self):
