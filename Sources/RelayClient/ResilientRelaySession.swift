@@ -27,9 +27,13 @@ public final class ResilientRelaySession: Sendable {
         public var proxy: HTTPProxy?
         /// The WebSocket path on the relay's address (`wss://host:port<path>`).
         public var websocketPath: String
+        /// Where a fresh token comes from (DESIGN §8 refresh): asked before the allocation
+        /// expires; a token it returns is sent in REFRESH and used for later reconnects.
+        public var tokenSource: (@Sendable () async -> [UInt8]?)?
 
         public init(serverName: String? = nil, tls: Bool = true, caPath: String? = nil, proxy: HTTPProxy? = nil,
-                    websocketPath: String = "/zrc-relay/v1") {
+                    websocketPath: String = "/zrc-relay/v1", tokenSource: (@Sendable () async -> [UInt8]?)? = nil) {
+            self.tokenSource = tokenSource
             self.serverName = serverName
             self.tls = tls
             self.caPath = caPath
@@ -40,6 +44,7 @@ public final class ResilientRelaySession: Sendable {
 
     private enum Input: Sendable {
         case tick
+        case freshToken([UInt8]?)
         case opened(generation: Int, RelayClient)
         case event(generation: Int, RelayClientEvent)
         case connectFailed(generation: Int, String)
@@ -61,7 +66,7 @@ public final class ResilientRelaySession: Sendable {
     private let configuration: ClientSessionMachine.Configuration
     private let options: Options
     private let peerID: PeerID
-    private let token: [UInt8]
+    private let initialToken: [UInt8]
 
     public init(endpoint: RelayClientEndpoint, configuration: ClientSessionMachine.Configuration, options: Options,
                 peerID: PeerID, token: [UInt8]) {
@@ -69,7 +74,7 @@ public final class ResilientRelaySession: Sendable {
         self.configuration = configuration
         self.options = options
         self.peerID = peerID
-        self.token = token
+        self.initialToken = token
         (states, stateSink) = AsyncStream.makeStream(of: StateChange.self, bufferingPolicy: .bufferingNewest(1000))
         (datagrams, datagramSink) = AsyncStream.makeStream(of: [UInt8].self, bufferingPolicy: .bufferingNewest(10_000))
         (frames, frameSink) = AsyncStream.makeStream(of: ControlFrame.self, bufferingPolicy: .bufferingNewest(1000))
@@ -91,6 +96,10 @@ public final class ResilientRelaySession: Sendable {
         var generation = 0
         var current: RelayClient?
         var heardOnCurrent = false
+        var token = initialToken
+        /// When to ask the token source, from the latest ALLOCATED or REFRESHED.
+        var refreshAt: Date?
+        var refreshAsked = false
         let ticker = Task { [inboxSink] in
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(100))
@@ -112,7 +121,7 @@ public final class ResilientRelaySession: Sendable {
                     current = nil
                     heardOnCurrent = false
                     generation += 1
-                    open(transport, address: address, generation: generation)
+                    open(transport, address: address, token: token, generation: generation)
                 case .allocate:
                     break  // RelayClient sends ALLOCATE as soon as the connection is up
                 case .sendDatagram(let payload):
@@ -144,6 +153,21 @@ public final class ResilientRelaySession: Sendable {
                 // connection; a live one counts as heard.
                 if current != nil, heardOnCurrent { machine.heard(now: now) }
                 perform(machine.tick(now: now))
+                if let at = refreshAt, !refreshAsked, Date() >= at, let source = options.tokenSource {
+                    refreshAsked = true
+                    let inboxSink = self.inboxSink
+                    Task { inboxSink.yield(.freshToken(await source())) }
+                }
+            case .freshToken(let fresh):
+                refreshAsked = false
+                refreshAt = nil
+                if let fresh, fresh != token {
+                    token = fresh
+                    current?.refresh(token: fresh)
+                } else {
+                    // Nothing new: ask again in 10 s.
+                    refreshAt = Date().addingTimeInterval(10)
+                }
             case .opened(let g, let client):
                 if g == generation { current = client } else { client.close() }
             case .event(let g, let event):
@@ -151,6 +175,11 @@ public final class ResilientRelaySession: Sendable {
                 switch event {
                 case .frame(let frame):
                     frameSink.yield(frame)
+                    switch frame {
+                    case .allocated(let allocated): refreshAt = Self.refreshTime(expiresAt: allocated.expiresAt)
+                    case .refreshed(let expiresAt): refreshAt = Self.refreshTime(expiresAt: expiresAt)
+                    default: break
+                    }
                     if !heardOnCurrent {
                         heardOnCurrent = true
                         perform(machine.connected(now: now))
@@ -178,8 +207,15 @@ public final class ResilientRelaySession: Sendable {
         return machine.state
     }
 
-    private func open(_ transport: ClientSessionMachine.Transport, address: String, generation: Int) {
-        let (endpoint, options, peerID, token, inboxSink) = (self.endpoint, self.options, self.peerID, self.token, self.inboxSink)
+    /// When to ask for a fresh token: a fifth of the time left before `expiresAt`, at most 60 s
+    /// before it (and never in the past).
+    static func refreshTime(expiresAt: UInt64, now: Date = Date()) -> Date {
+        let left = max(0, Double(expiresAt) - now.timeIntervalSince1970)
+        return now.addingTimeInterval(max(0, left - min(60, left / 5)))
+    }
+
+    private func open(_ transport: ClientSessionMachine.Transport, address: String, token: [UInt8], generation: Int) {
+        let (endpoint, options, peerID, inboxSink) = (self.endpoint, self.options, self.peerID, self.inboxSink)
         let timeout = configuration.connectTimeout
         Task {
             do {

@@ -70,9 +70,10 @@ struct RelayTarget: ParsableArguments {
     }
 
     /// How the session reaches the relay besides its address.
-    func sessionOptions(serverName: String?) throws -> ResilientRelaySession.Options {
+    func sessionOptions(serverName: String?, tokenSource: (@Sendable () async -> [UInt8]?)? = nil) throws -> ResilientRelaySession.Options {
         ResilientRelaySession.Options(serverName: serverName, tls: websocketURL?.tls ?? !plainTcp, caPath: ca,
-                                      proxy: try chosenProxy(), websocketPath: websocketURL?.path ?? "/zrc-relay/v1")
+                                      proxy: try chosenProxy(), websocketPath: websocketURL?.path ?? "/zrc-relay/v1",
+                                      tokenSource: tokenSource)
     }
 
     func chosenProxy() throws -> HTTPProxy? {
@@ -154,17 +155,42 @@ extension RelayTarget {
 /// A token and the peer id to bind with it.
 struct PeerCredentials: ParsableArguments {
     @Option(help: "Relay token (base64url).")
-    var token: String
+    var token: String?
+
+    @Option(help: "File holding the relay token (base64url); read again before the allocation expires, and a new token there is sent in REFRESH.")
+    var tokenFile: String?
 
     @Option(help: "This peer's id (32 hex digits; must be peer_a or peer_b of the token).")
     var peer: String
 
+    func validate() throws {
+        guard (token == nil) != (tokenFile == nil) else { throw ValidationError("give --token or --token-file (one of them)") }
+    }
+
     func parse() throws -> ([UInt8], PeerID) {
-        guard let bytes = Base64URL.decode(token.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            throw ValidationError("--token is not base64url")
+        let text: String
+        if let tokenFile {
+            guard let contents = try? String(contentsOfFile: tokenFile, encoding: .utf8) else {
+                throw ValidationError("--token-file \(tokenFile) cannot be read")
+            }
+            text = contents
+        } else {
+            text = token ?? ""
+        }
+        guard let bytes = Base64URL.decode(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw ValidationError(tokenFile == nil ? "--token is not base64url" : "--token-file \(tokenFile ?? "") does not hold a base64url token")
         }
         guard let id = PeerID(hex: peer) else { throw ValidationError("--peer must be 32 hex digits") }
         return (bytes, id)
+    }
+
+    /// With `--token-file`: the file's token, read again (nil when unreadable or malformed).
+    var tokenSource: (@Sendable () async -> [UInt8]?)? {
+        guard let tokenFile else { return nil }
+        return {
+            guard let text = try? String(contentsOfFile: tokenFile, encoding: .utf8) else { return nil }
+            return Base64URL.decode(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
     }
 }
 
@@ -377,7 +403,7 @@ struct SessionOptions: ParsableArguments {
         configuration.quicProbeInterval = ConfigUnits.duration(quicProbeInterval) ?? .seconds(60)
         let session = ResilientRelaySession(
             endpoint: endpoint, configuration: configuration,
-            options: try target.sessionOptions(serverName: name), peerID: peer, token: token)
+            options: try target.sessionOptions(serverName: name, tokenSource: credentials.tokenSource), peerID: peer, token: token)
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         let printer = Task {

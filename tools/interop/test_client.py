@@ -304,3 +304,30 @@ def test_a_silent_path_is_noticed_within_two_keepalive_intervals(relay_factory):
         conn.kill()
         echo.kill()
         path.close()
+
+
+def test_a_token_file_is_read_again_and_refreshed_before_expiry(relay_factory, tmp_path):
+    """With --token-file the client asks for a fresh token a fifth of the lifetime (at most
+    60 s) before the allocation expires and sends REFRESH; the relay answers REFRESHED."""
+    relay = relay_factory(*QUICK_IDLE)
+    alloc, pa, pb = random_id(), bytes.fromhex("aa" * 16), random_id()
+    short = b64url(relay.key.mint(alloc, pa, pb, ttl=15))
+    token_file = tmp_path / "token"
+    token_file.write_text(short + "\n")
+    echo = ClientProcess("echo", "--relay", f"127.0.0.1:{relay.port}", "--token", short, "--peer", pb.hex())
+    conn = ClientProcess("connect", "--relay", f"127.0.0.1:{relay.port}", "--token-file", str(token_file),
+                         "--peer", pa.hex(), stdin=True)
+    try:
+        assert conn.wait_state("paired") and echo.wait_state("paired"), conn.lines + echo.lines
+        later = int(time.time()) + 3600
+        token_file.write_text(b64url(relay.key.mint(alloc, pa, pb, expires_at=later)) + "\n")
+        deadline = time.time() + 20
+        while time.time() < deadline and not any(f"REFRESHED expires_at={later}" in line for line in conn.lines):
+            time.sleep(0.1)
+        assert any(f"REFRESHED expires_at={later}" in line for line in conn.lines), "\n".join(conn.lines)
+        conn.process.stdin.write("still here\n")
+        conn.process.stdin.flush()
+        assert conn.output_line(5) == "still here\n"
+    finally:
+        conn.kill()
+        echo.kill()
