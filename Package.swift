@@ -139,6 +139,26 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The egress proxy of DESIGN §12: the pure core (lines, policy, breaker, HTTP head) …
+        .target(name: "EgressProxy", swiftSettings: swiftSettings),
+        // … and its NIO shells: `proxy server`, `proxy agent`, the private CA of `pki`.
+        .target(
+            name: "EgressProxyNIO",
+            dependencies: [
+                "EgressProxy", "Yamux", "YamuxNIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "RelayFallback",
             dependencies: [
@@ -197,6 +217,8 @@ let package = Package(
                 "RelayEngine",
                 "RelayClient",
                 "ReverseTunnel",
+                "EgressProxy",
+                "EgressProxyNIO",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -224,7 +246,7 @@ let package = Package(
         .target(
             name: "FuzzTargets",
             dependencies: [
-                "RelayCore", "RelayConfig", "Yamux", "YamuxNIO", "ReverseTunnel", "RedisProtocol", "SharedState",
+                "RelayCore", "RelayConfig", "Yamux", "YamuxNIO", "ReverseTunnel", "RedisProtocol", "SharedState", "EgressProxy",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -295,6 +317,11 @@ let package = Package(
             name: "RedisClientTests",
             dependencies: ["RedisClient", "RedisSharedState", "SharedState", "RelayCore", .product(name: "Logging", package: "swift-log"),
                            .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EgressProxyTests",
+            dependencies: ["EgressProxy"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
