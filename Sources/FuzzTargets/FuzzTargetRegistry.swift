@@ -25,6 +25,7 @@ public enum FuzzTargetRegistry {
         FuzzTarget(name: "revocations-file", run: RevocationFileFuzzTarget.run, seeds: RevocationFileFuzzTarget.seeds),
         FuzzTarget(name: "resp", run: RESPFuzzTarget.run, seeds: RESPFuzzTarget.seeds),
         FuzzTarget(name: "fleet-record", run: FleetRecordFuzzTarget.run, seeds: FleetRecordFuzzTarget.seeds),
+        FuzzTarget(name: "egress-proxy", run: EgressProxyFuzzTarget.run, seeds: EgressProxyFuzzTarget.seeds),
     ]
 
     public static func named(_ name: String) -> FuzzTarget? {
