@@ -206,18 +206,22 @@ struct ProxyCommand: AsyncParsableCommand {
                     }
                 }
                 let first = await group.next() ?? .stopped
+                // The tunnel task waits on the session; ending it (graceful or not) is what
+                // lets that task, and so this group, finish.
+                switch first {
+                case .signal, .stopped: await agent.shutdown()
+                case .unrecoverable: await agent.shutdown(grace: .zero)
+                }
                 group.cancelAll()
                 return first
             }
             switch ending {
             case .signal, .stopped:
-                await agent.shutdown()
                 logger.info("agent stopped")
                 return 0
             case .unrecoverable(let reason):
                 logger.error("unrecoverable; exiting", metadata: ["reason": "\(reason)"])
                 FileHandle.standardError.write(Data("zrc-relay proxy agent: \(reason)\n".utf8))
-                await agent.shutdown(grace: .zero)
                 return 1
             }
         }
