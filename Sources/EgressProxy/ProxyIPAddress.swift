@@ -205,10 +205,23 @@ extension ProxyIPAddress {
         return nil
     }
 
-    /// Whether the address lies in `network/bits` (same family only; IPv4-mapped IPv6 is
-    /// compared as IPv4).
+    /// Whether the address lies in `network/bits`. An IPv4 address and its IPv4-mapped IPv6
+    /// form are the same address: `10.0.0.0/8` holds `::ffff:10.0.0.1`, and
+    /// `::ffff:10.0.0.0/104` holds `10.0.0.1`. Other IPv6 addresses are never in an IPv4
+    /// network.
     public func isIn(_ network: ProxyIPAddress, bits: Int) -> Bool {
-        let mine = self.unmapped.bytes, theirs = network.unmapped.bytes
+        let mine: [UInt8], theirs: [UInt8]
+        switch (self, network) {
+        case (.v4, .v4):
+            (mine, theirs) = (bytes, network.bytes)
+        case (.v6, .v4):
+            guard case .v4 = unmapped else { return false }
+            (mine, theirs) = (unmapped.bytes, network.bytes)
+        case (.v4, .v6):
+            (mine, theirs) = ([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] + bytes, network.bytes)
+        case (.v6, .v6):
+            (mine, theirs) = (bytes, network.bytes)
+        }
         guard mine.count == theirs.count, bits >= 0, bits <= mine.count * 8 else { return false }
         for i in 0..<bits {
             let byte = i / 8, bit = 7 - i % 8

@@ -54,10 +54,15 @@ import Testing
         #expect(!(try #require(ProxyIPAddress("11.0.0.1")).isIn(net, bits: 8)))
         #expect(try #require(ProxyIPAddress("::ffff:10.0.0.1")).isIn(net, bits: 8))
         #expect(try #require(ProxyIPAddress("1.2.3.4")).isIn(net, bits: 0))
+        let mapped = try #require(ProxyIPAddress("::ffff:127.0.0.1"))
+        #expect(mapped.isIn(mapped, bits: 128))
+        #expect(try #require(ProxyIPAddress("127.0.0.1")).isIn(mapped, bits: 128))
+        #expect(try #require(ProxyIPAddress("127.9.9.9")).isIn(mapped, bits: 104))
+        #expect(!(try #require(ProxyIPAddress("::1")).isIn(net, bits: 0)))
         let v6 = try #require(ProxyIPAddress("2001:db8::"))
         #expect(try #require(ProxyIPAddress("2001:db8:ffff::1")).isIn(v6, bits: 32))
         #expect(!(try #require(ProxyIPAddress("2001:db9::1")).isIn(v6, bits: 32)))
-        #expect(!(try #require(ProxyIPAddress("10.0.0.1")).isIn(v6, bits: 0)))
+        #expect(try #require(ProxyIPAddress("10.0.0.1")).isIn(v6, bits: 0))  // as ::ffff:10.0.0.1
     }
 
     @Test func hosts() {
