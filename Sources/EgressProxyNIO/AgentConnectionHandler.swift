@@ -117,7 +117,9 @@ final class AgentConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
             return
         }
         phase = .opening
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         tunnel.openStream().hop(to: context.eventLoop).whenComplete { [self] result in
+            let context = bound.value
             switch result {
             case .failure:
                 respond(.tunnelDown, "the tunnel to the proxy server is closing", context: context)
@@ -131,14 +133,15 @@ final class AgentConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
                 timer = context.eventLoop.scheduleTask(in: TimeAmount(agent.configuration.replyTimeout)) { [self] in
                     if phase == .opening {
                         stream.reset()
-                        respond(.timeout, "no answer from the proxy server in time", context: context)
+                        respond(.timeout, "no answer from the proxy server in time", context: bound.value)
                     }
                 }
+                let loop = context.eventLoop
                 stream.setEventHandler { [self] event in
-                    if context.eventLoop.inEventLoop {
-                        streamEvent(event, context: context)
+                    if loop.inEventLoop {
+                        streamEvent(event, context: bound.value)
                     } else {
-                        context.eventLoop.execute { self.streamEvent(event, context: context) }
+                        loop.execute { self.streamEvent(event, context: bound.value) }
                     }
                 }
             }
@@ -223,12 +226,12 @@ final class AgentConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
         // Half-close after the answer, then drain (and drop) what the client still sends for
         // a moment: closing with unread bytes would reset the connection and could destroy
         // the answer before the client read it.
+        let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: ProxyErrorResponse.bytes(code, detail: detail)))).whenComplete { _ in
-            context.close(mode: .output, promise: nil)
+            channel.close(mode: .output, promise: nil)
         }
         draining = true
         context.read()
-        let channel = context.channel
         _ = context.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
     }
 }

@@ -18,16 +18,22 @@ public final class ProxyMetrics: Sendable {
     private let circuitOpen: Gauge
 
     public init() {
-        active = registry.makeGauge(name: "zrc_proxy_streams_active", help: "Streams open through the proxy server.")
+        active = registry.makeGauge(descriptor: Self.name("zrc_proxy_streams_active", "Streams open through the proxy server."))
         var streams: [Outcome: Counter] = [:]
         for outcome in Outcome.allCases {
-            streams[outcome] = registry.makeCounter(name: "zrc_proxy_streams_total", labels: [("outcome", outcome.rawValue)],
-                                                    help: "Streams by how they ended.")
+            streams[outcome] = registry.makeCounter(descriptor: Self.name("zrc_proxy_streams_total", "Streams by how they ended."),
+                                                    labels: [("outcome", outcome.rawValue)])
         }
         self.streams = streams
-        bytesUp = registry.makeCounter(name: "zrc_proxy_bytes_total", labels: [("direction", "up")], help: "Bytes carried.")
-        bytesDown = registry.makeCounter(name: "zrc_proxy_bytes_total", labels: [("direction", "down")], help: "Bytes carried.")
-        circuitOpen = registry.makeGauge(name: "zrc_proxy_circuit_open", help: "Destinations whose circuit is open.")
+        let bytes = Self.name("zrc_proxy_bytes_total", "Bytes carried (up: agent to destination, down: back).")
+        bytesUp = registry.makeCounter(descriptor: bytes, labels: [("direction", "up")])
+        bytesDown = registry.makeCounter(descriptor: bytes, labels: [("direction", "down")])
+        circuitOpen = registry.makeGauge(descriptor: Self.name("zrc_proxy_circuit_open", "Destinations whose circuit is open."))
+    }
+
+    /// A descriptor whose name is exactly `name` (no namespace, subsystem or unit parts).
+    private static func name(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
     }
 
     func streamOpened() { active.increment(by: 1) }
