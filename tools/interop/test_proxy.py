@@ -429,6 +429,28 @@ def test_circuit_breaker_opens_and_closes(pki, tmp_path):
         pair.stop()
 
 
+def test_max_streams_answers_busy(pki, tmp_path):
+    pair = Pair(tmp_path, pki[0], server_args=["--allow-private", "--max-streams", "2"])
+    listener = ws_echo_server()  # any TCP server that keeps connections open
+    held = []
+    try:
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", pair.agent_port), timeout=10)
+            s.sendall(f"CONNECT 127.0.0.1:{listener.getsockname()[1]} HTTP/1.1\r\n\r\n".encode())
+            assert s.recv(100).startswith(b"HTTP/1.1 200"), "stream not opened"
+            held.append(s)
+        conn = http.client.HTTPConnection("127.0.0.1", pair.agent_port, timeout=10)
+        conn.request("CONNECT", f"127.0.0.1:{listener.getsockname()[1]}")
+        response = conn.getresponse()
+        assert response.status == 503 and response.getheader("X-Zrc-Proxy-Error") == "busy"
+        conn.close()
+    finally:
+        for s in held:
+            s.close()
+        listener.close()
+        pair.stop()
+
+
 # ---------------------------------------------------------------- certificates
 
 def test_agent_with_another_cas_certificate_exits_1(pki, tmp_path):
