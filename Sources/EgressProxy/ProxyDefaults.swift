@@ -10,6 +10,11 @@ public enum ProxyDefaults {
     /// How long the server waits for the `OPEN` line of a new stream (a stream that says
     /// nothing must not hold a slot of `--max-streams` for long).
     public static let openLineTimeout: Duration = .seconds(10)
+    /// How long a TLS handshake may take on the server (a peer that connects and stays silent
+    /// must not hold a socket for ever).
+    public static let handshakeTimeout: Duration = .seconds(10)
+    /// How long the agent waits for an application's complete request head.
+    public static let requestHeadTimeout: Duration = .seconds(30)
     /// How long the agent waits for `OK`/`ERR`: longer than the server's dial timeout plus
     /// a name lookup, so the server's own `timeout` answer normally comes first.
     public static let replyTimeout: Duration = .seconds(25)

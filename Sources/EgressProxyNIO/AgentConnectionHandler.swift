@@ -40,7 +40,17 @@ final class AgentConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func handlerAdded(context: ChannelHandlerContext) {
         if context.channel.isActive { context.read() }
+        // An application that never finishes its request head is dropped.
+        let channel = context.channel
+        headTimer = context.eventLoop.scheduleTask(in: TimeAmount(ProxyDefaults.requestHeadTimeout)) { [self] in
+            if phase == .readingHead {
+                phase = .done
+                channel.close(promise: nil)
+            }
+        }
     }
+
+    private var headTimer: Scheduled<Void>?
 
     func channelActive(context: ChannelHandlerContext) {
         context.read()
@@ -91,6 +101,7 @@ final class AgentConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     func channelInactive(context: ChannelHandlerContext) {
         if phase == .opening { stream?.reset() }
         timer?.cancel()
+        headTimer?.cancel()
         phase = .done
         context.fireChannelInactive()
     }
@@ -104,6 +115,7 @@ final class AgentConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     // MARK: Opening
 
     private func begin(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        headTimer?.cancel()
         let plan: ProxyRequestPlan
         do {
             plan = try ProxyRequestPlan.plan(head)

@@ -174,9 +174,24 @@ final class HandshakeGate: ChannelInboundHandler, RemovableChannelHandler, @unch
         self.onReady = onReady
     }
 
+    /// A peer that connects and never finishes the handshake is dropped after
+    /// ``ProxyDefaults/handshakeTimeout``.
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        let logger = self.logger
+        let timer = context.eventLoop.scheduleTask(in: TimeAmount(ProxyDefaults.handshakeTimeout)) {
+            logger.notice("no TLS handshake in time; closing")
+            channel.close(promise: nil)
+        }
+        self.timer = timer
+    }
+
+    private var timer: Scheduled<Void>?
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? TLSUserEvent, case .handshakeCompleted = event, !done {
             done = true
+            timer?.cancel()
             let certificate = try? context.channel.pipeline.syncOperations.nioSSL_peerCertificate()
             let identity = certificate.map { ProxyTLS.commonName(of: $0) } ?? "?"
             onReady(context, identity)
@@ -186,6 +201,7 @@ final class HandshakeGate: ChannelInboundHandler, RemovableChannelHandler, @unch
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        timer?.cancel()
         if !done {
             done = true
             logger.warning("agent refused in the TLS handshake", metadata: ["error": "\(error)"])
