@@ -5,9 +5,11 @@ import Prometheus
 /// destination, `down`: destination to agent) and `zrc_proxy_circuit_open` (destinations
 /// whose circuit refuses right now, read at scrape time).
 public final class ProxyMetrics: Sendable {
-    /// How a stream ended, as the `outcome` label.
+    /// How a stream ended, as the `outcome` label: `ok` (bridged), one of the `ERR` codes,
+    /// `malformed` (bad or missing `OPEN` line: reset), `cancelled` (the agent ended the stream
+    /// while it was being opened).
     public enum Outcome: String, CaseIterable, Sendable {
-        case ok, denied, dns_failed, dial_failed, timeout, circuit_open, busy, malformed
+        case ok, denied, dns_failed, dial_failed, timeout, circuit_open, busy, malformed, cancelled
     }
 
     private let registry = PrometheusCollectorRegistry()

@@ -91,9 +91,11 @@ final class ProxyServerStream: @unchecked Sendable {
             if phase == .readingLine { abort(.malformed, "stream ended before the OPEN line") }
         case .closed, .reset:
             if phase == .readingLine || phase == .opening {
+                let wasOpening = phase == .opening
                 phase = .finished
+                timer?.cancel()
                 abandon()
-                end(.malformed, note: "stream ended by the agent while opening")
+                end(wasOpening ? .cancelled : .malformed, note: "stream ended by the agent while opening")
             }
         }
     }
