@@ -194,11 +194,8 @@ final class AgentConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
             }
             if !leftover.isEmpty { stream.write(ByteBuffer(bytes: leftover)) }
             leftover = []
-            if !rest.isEmpty {
-                let count = rest.count
-                context.write(wrapOutboundOut(ByteBuffer(bytes: rest))).whenSuccess { stream.consumed(count) }
-            }
             context.flush()
+            let channel = context.channel
             let logger = agent.logger
             let destination = "\(plan.host):\(plan.port)"
             let started = self.started
@@ -210,12 +207,24 @@ final class AgentConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
                 ])
             }
             do {
-                try context.pipeline.syncOperations.addHandler(bridge, position: .after(self))
+                if case .forward = plan.mode {
+                    // Response heads lose their hop-by-hop and Proxy-* headers on the way back.
+                    let filter = ResponseHeadFilterHandler()
+                    try context.pipeline.syncOperations.addHandler(filter, position: .after(self))
+                    try context.pipeline.syncOperations.addHandler(bridge, position: .after(filter))
+                } else {
+                    try context.pipeline.syncOperations.addHandler(bridge, position: .after(self))
+                }
                 context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
             } catch {
                 stream.reset()
-                context.close(promise: nil)
+                channel.close(promise: nil)
                 return
+            }
+            // Destination bytes that came with `OK` go first, through the response filter.
+            if !rest.isEmpty {
+                let count = rest.count
+                channel.writeAndFlush(ByteBuffer(bytes: rest)).whenSuccess { stream.consumed(count) }
             }
             if clientInputClosed { stream.closeWrite() }
         case .error(let code, let rawCode, let text):

@@ -3,9 +3,9 @@ import EgressProxy
 /// The egress proxy's untrusted-text parsers: the `OPEN` line and the server's answer
 /// (`ProxyLine`, fed through `ProxyLineBuffer` in chunks), the allow file
 /// (`ProxyAllowList(parsing:)`) and the agent's request head (`HTTPRequestHeadParser`, then
-/// `ProxyRequestPlan.plan`).
+/// `ProxyRequestPlan.plan`) and the destination's response heads (`HTTPResponseHeadFilter`).
 ///
-/// Input: `selector u8, chunkSeed u8, bytes`. Selector bit 0..1 picks the parser.
+/// Input: `selector u8, chunkSeed u8, bytes`. `selector % 4` picks the parser.
 ///
 /// Properties: chunked line reading = whole; a line never exceeds the limit; a parsed `OPEN`
 /// survives `ProxyLine.open` → parse; an `ERR` line we write parses back to its code; an allow
@@ -18,10 +18,11 @@ public enum EgressProxyFuzzTarget {
         let selector = input.u8()
         let chunkSeed = input.u8()
         let bytes = input.rest()
-        switch selector % 3 {
+        switch selector % 4 {
         case 0: lines(bytes, chunkSeed: chunkSeed)
         case 1: allowFile(bytes)
-        default: requestHead(bytes, chunkSeed: chunkSeed)
+        case 2: requestHead(bytes, chunkSeed: chunkSeed)
+        default: responseHeads(bytes, chunkSeed: chunkSeed)
         }
     }
 
@@ -117,6 +118,20 @@ public enum EgressProxyFuzzTarget {
         }
     }
 
+    static func responseHeads(_ bytes: ArraySlice<UInt8>, chunkSeed: UInt8) {
+        var whole = HTTPResponseHeadFilter(limit: 4096)
+        let direct = whole.process(bytes) + whole.drain()
+        var chunked = HTTPResponseHeadFilter(limit: 4096)
+        var out: [UInt8] = []
+        for chunk in FuzzChunks.split(bytes, seed: chunkSeed) { out += chunked.process(chunk) }
+        out += chunked.drain()
+        // The limit is per call, so a head near it may be filtered whole but not in chunks.
+        if bytes.count < 4000 { fuzzCheck(out == direct, "chunked filtering differs") }
+        if !bytes.starts(with: Array("HTTP/1.".utf8)), !Array("HTTP/1.".utf8).starts(with: bytes) {
+            fuzzCheck(direct == Array(bytes), "non-HTTP bytes were changed")
+        }
+    }
+
     public static func seeds() -> [[UInt8]] {
         func seed(_ selector: UInt8, _ chunkSeed: UInt8, _ text: String) -> [UInt8] { [selector, chunkSeed] + Array(text.utf8) }
         return [
@@ -131,6 +146,8 @@ public enum EgressProxyFuzzTarget {
             seed(2, 4, "CONNECT example.com:443 HTTP/1.1\r\n\r\n"),
             seed(2, 7, "GET http://h/ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"),
             seed(2, 2, "POST http://h/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: x, Transfer-Encoding\r\n\r\n0\r\n\r\n"),
+            seed(3, 1, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nKeep-Alive: 5\r\nProxy-X: y\r\nContent-Length: 2\r\n\r\nok"),
+            seed(3, 6, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\u{81}\u{0}"),
         ]
     }
 }

@@ -99,6 +99,12 @@ class Origin(http.server.BaseHTTPRequestHandler):
                f"connection={self.headers.get('Connection')}".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
+        # Hop-by-hop and Proxy-* headers the agent must not pass back.
+        self.send_header("Keep-Alive", "timeout=5")
+        self.send_header("Proxy-Test", "x")
+        self.send_header("Connection", "keep-alive, X-Hop")
+        self.send_header("X-Hop", "1")
+        self.send_header("X-Kept", "yes")
         self.end_headers()
         self.wfile.write(body)
 
@@ -280,6 +286,9 @@ def test_methods_with_bodies_and_dropped_proxy_headers(private_pair, origin):
         length = len(body) if body else 0
         digest = hashlib.sha256(body or b"").hexdigest()
         assert data.decode().startswith(f"{method} /m?x=1 {length} {digest} proxy-headers=[] connection=close"), data
+        assert headers.get("X-Kept") == "yes" and headers.get("Connection") == "close", headers
+        for dropped in ("Keep-Alive", "Proxy-Test", "X-Hop"):
+            assert dropped not in headers, headers
 
 
 def test_malformed_requests_get_400(private_pair):
