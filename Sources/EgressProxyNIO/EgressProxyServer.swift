@@ -48,6 +48,8 @@ public final class EgressProxyServer: Sendable {
     private let connections = NIOLockedValueBox<[ObjectIdentifier: YamuxMultiplexer]>([:])
     private let policyBox = NIOLockedValueBox(DestinationPolicy())
     private let serial = NIOLockedValueBox(0)
+    /// Open streams per agent identity; an entry goes when its count reaches zero.
+    private let streamsByAgent = NIOLockedValueBox<[String: Int]>([:])
 
     public init(configuration: Configuration, group: any EventLoopGroup, logger: Logger) {
         self.configuration = configuration
@@ -113,6 +115,23 @@ public final class EgressProxyServer: Sendable {
         try await channel.closeFuture.get()
     }
 
+    /// Takes one of the agent's `--max-streams` slots; `false` when all are taken.
+    func claimStream(for identity: String) -> Bool {
+        streamsByAgent.withLockedValue { counts in
+            let current = counts[identity, default: 0]
+            guard current < configuration.maximumStreams else { return false }
+            counts[identity] = current + 1
+            return true
+        }
+    }
+
+    func releaseStream(for identity: String) {
+        streamsByAgent.withLockedValue { counts in
+            let left = counts[identity, default: 1] - 1
+            counts[identity] = left > 0 ? left : nil
+        }
+    }
+
     private func initializeAgentConnection(_ channel: any Channel, sslContext: NIOSSLContext) throws {
         let number = serial.withLockedValue { $0 += 1; return $0 }
         let remote = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
@@ -126,19 +145,18 @@ public final class EgressProxyServer: Sendable {
     /// After the handshake: yamux, and a ``ProxyServerStream`` for every stream.
     private func startSession(channel: any Channel, identity: String, logger: Logger) {
         let loop = channel.eventLoop
-        let active = NIOLoopBoundBox.makeBoxSendingValue(0, eventLoop: loop)
         var yamux = configuration.yamux
         // Streams past --max-streams are answered `busy`; a few more may exist while those
         // answers drain, and yamux itself refuses anything beyond.
         yamux.maximumStreams = configuration.maximumStreams + 16
         let multiplexer = YamuxMultiplexer(role: .server, configuration: yamux, eventLoop: loop) { stream in
             let handler = ProxyServerStream(server: self, stream: stream, agent: identity, logger: logger)
-            if active.value >= self.configuration.maximumStreams {
+            // --max-streams counts per agent identity (its CN), over all its connections.
+            guard self.claimStream(for: identity) else {
                 handler.refuseBusy()
                 return true
             }
-            active.value += 1
-            stream.closeFuture.whenComplete { _ in active.value -= 1 }
+            stream.closeFuture.whenComplete { _ in self.releaseStream(for: identity) }
             handler.start()
             return true
         }
