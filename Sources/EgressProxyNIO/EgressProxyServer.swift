@@ -213,7 +213,9 @@ final class HandshakeGate: ChannelInboundHandler, RemovableChannelHandler, @unch
             let certificate = try? context.channel.pipeline.syncOperations.nioSSL_peerCertificate()
             let identity = certificate.map { ProxyTLS.commonName(of: $0) } ?? "?"
             onReady(context, identity)
+            context.fireUserInboundEventTriggered(event)
             context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+            return
         }
         context.fireUserInboundEventTriggered(event)
     }
