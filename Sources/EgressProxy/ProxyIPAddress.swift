@@ -2,8 +2,10 @@
 /// such as `127.1` or `0x7f.0.0.1` are *not* addresses here: they are treated as names, and
 /// whatever they resolve to is checked like any other answer).
 public enum ProxyIPAddress: Hashable, Sendable, CustomStringConvertible {
+    /// An IPv4 address, host byte order.
     case v4(UInt32)
-    case v6([UInt8])  // 16 bytes
+    /// An IPv6 address: 16 bytes, network order.
+    case v6([UInt8])
 
     /// Parses a dotted-quad IPv4 or an RFC 4291 IPv6 literal (no brackets, no zone).
     public init?(_ text: some StringProtocol) {
