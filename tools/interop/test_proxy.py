@@ -7,6 +7,7 @@ import hashlib
 import http.client
 import http.server
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -269,9 +270,11 @@ def test_pki_files_modes_and_no_overwrite(pki):
     again = zrc("pki", "issue", "--dir", str(d), "--name", "agent-one", "--client")
     assert again.returncode == 1 and "agent-one.crt" in again.stderr, again.stderr
     assert zrc("pki", "issue", "--dir", str(d), "--name", "x", "--server").returncode == 2  # --server needs --dns
-    text = subprocess.run(["openssl", "x509", "-in", str(d / "server.crt"), "-noout", "-text"], capture_output=True, text=True).stdout
-    if text:  # openssl is optional here
-        assert "prime256v1" in text and "DNS:localhost" in text and "IP Address:127.0.0.1" in text
+    if shutil.which("openssl"):  # optional here
+        text = subprocess.run(["openssl", "x509", "-in", str(d / "server.crt"), "-noout", "-text"], capture_output=True, text=True).stdout
+        assert "prime256v1" in text and "DNS:localhost" in text and "IP Address:127.0.0.1" in text, text
+        chain = subprocess.run(["openssl", "verify", "-CAfile", str(d / "ca.crt"), str(d / "agent-one.crt")], capture_output=True, text=True)
+        assert chain.returncode == 0, chain.stdout + chain.stderr
 
 
 # ---------------------------------------------------------------- HTTP through the agent
