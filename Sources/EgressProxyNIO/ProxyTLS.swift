@@ -73,12 +73,21 @@ public enum ProxyTLS {
     }
 
     /// Whether an error from the TLS layer means the peer refused us or we refused the peer
-    /// (certificate problems, protocol mismatch), as opposed to a lost connection.
+    /// (certificate problems, host name mismatch, protocol mismatch), as opposed to a lost
+    /// connection (EOF or a reset during the handshake, which a restarting server causes).
     public static func isHandshakeRefusal(_ error: any Error) -> Bool {
+        if let error = error as? NIOSSLExtraError {
+            return error == .failedToValidateHostname || error == .serverHostnameImpossibleToMatch
+        }
         if let error = error as? NIOSSLError {
             switch error {
-            case .handshakeFailed: return true
-            default: break
+            case .handshakeFailed(let underlying):
+                let text = "\(underlying)".uppercased()
+                return !(text.contains("EOF") || text.contains("SYSCALL") || text.contains("RESET"))
+            case .unableToValidateCertificate, .noCertificateToValidate, .cannotMatchULabel, .cannotFindPeerIP:
+                return true
+            default:
+                return false
             }
         }
         if error is BoringSSLError { return describesRefusal("\(error)") }

@@ -490,6 +490,25 @@ def test_agent_with_another_cas_certificate_exits_1(pki, tmp_path):
         server.stop()
 
 
+def test_server_certificate_for_another_name_exits_1(pki, tmp_path):
+    d, _ = pki
+    assert zrc("pki", "issue", "--dir", str(tmp_path), "--name", "elsewhere", "--server", "--dns", "other.example").returncode == 1  # no CA there
+    for f in ("ca.crt", "ca.key"):
+        (tmp_path / f).write_bytes((d / f).read_bytes())
+    assert zrc("pki", "issue", "--dir", str(tmp_path), "--name", "elsewhere", "--server", "--dns", "other.example").returncode == 0
+    port = free_port()
+    server = Proc(tmp_path / "server.log", "proxy", "server", "--listen", f"127.0.0.1:{port}", "--ca", str(d / "ca.crt"),
+                  "--cert", str(tmp_path / "elsewhere.crt"), "--key", str(tmp_path / "elsewhere.key"))
+    try:
+        server.wait_log("proxy server listening")
+        agent = subprocess.run([relay_binary(), "proxy", "agent", "--server", f"127.0.0.1:{port}", "--listen", f"127.0.0.1:{free_port()}",
+                                "--ca", str(d / "ca.crt"), "--cert", str(d / "agent-one.crt"), "--key", str(d / "agent-one.key")],
+                               capture_output=True, text=True, timeout=20)
+        assert agent.returncode == 1 and "TLS" in agent.stderr, agent.stderr
+    finally:
+        server.stop()
+
+
 def test_client_without_certificate_refused(pki, tmp_path):
     d, _ = pki
     port = free_port()
