@@ -154,6 +154,27 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The egress proxy of DESIGN §12: the pure core (lines, policy, breaker, HTTP head) …
+        .target(name: "EgressProxy", swiftSettings: swiftSettings),
+        // … and its NIO shells: `proxy server`, `proxy agent`, the private CA of `pki`.
+        .target(
+            name: "EgressProxyNIO",
+            dependencies: [
+                "EgressProxy", "Yamux", "YamuxNIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "RelayFallback",
             dependencies: [
@@ -213,6 +234,8 @@ let package = Package(
                 "RelayClient",
                 "ReverseTunnel",
                 "WebSocketTransport",
+                "EgressProxy",
+                "EgressProxyNIO",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -241,7 +264,7 @@ let package = Package(
             name: "FuzzTargets",
             dependencies: [
                 "RelayCore", "RelayConfig", "Yamux", "YamuxNIO", "ReverseTunnel", "RedisProtocol", "SharedState",
-                "WebSocketTransport",
+                "WebSocketTransport", "EgressProxy",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -323,6 +346,26 @@ let package = Package(
             name: "RedisClientTests",
             dependencies: ["RedisClient", "RedisSharedState", "SharedState", "RelayCore", .product(name: "Logging", package: "swift-log"),
                            .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EgressProxyTests",
+            dependencies: ["EgressProxy"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "EgressProxyNIOTests",
+            dependencies: [
+                "EgressProxy", "EgressProxyNIO", "Yamux", "YamuxNIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -26,6 +26,7 @@ public enum FuzzTargetRegistry {
         FuzzTarget(name: "resp", run: RESPFuzzTarget.run, seeds: RESPFuzzTarget.seeds),
         FuzzTarget(name: "fleet-record", run: FleetRecordFuzzTarget.run, seeds: FleetRecordFuzzTarget.seeds),
         FuzzTarget(name: "websocket-server", run: WebSocketServerFuzzTarget.run, seeds: WebSocketServerFuzzTarget.seeds),
+        FuzzTarget(name: "egress-proxy", run: EgressProxyFuzzTarget.run, seeds: EgressProxyFuzzTarget.seeds),
     ]
 
     public static func named(_ name: String) -> FuzzTarget? {

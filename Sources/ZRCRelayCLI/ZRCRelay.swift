@@ -7,7 +7,7 @@ struct ZRCRelay: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zrc-relay",
         abstract: "A QUIC relay for ZRC remote-control peers.",
-        subcommands: [ServeCommand.self, ConfigCommand.self, TokenCommand.self, ClientCommand.self, TunnelCommand.self]
+        subcommands: [ServeCommand.self, ConfigCommand.self, TokenCommand.self, ClientCommand.self, TunnelCommand.self, ProxyCommand.self, PKICommand.self]
     )
 
     /// Runs the command; a bad flag or value prints the message and usage and exits 2 (not
