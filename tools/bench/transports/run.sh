@@ -30,7 +30,8 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 metrics=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 pub=$("$BIN" token keygen --out "$work/dev.key")
 (cd "$work" && exec "$BIN" serve --server.listen-addr 127.0.0.1 --server.listen-port "$port" \
-    --metrics.listen "127.0.0.1:$metrics" --auth.trusted-keys "$pub" --logging.level warning >"$work/relay.log" 2>&1) &
+    --metrics.listen "127.0.0.1:$metrics" --auth.trusted-keys "$pub" --logging.level warning \
+    --security.allocation-rate-per-ip 0 --security.connection-rate-per-ip 0 >"$work/relay.log" 2>&1) &
 relay_pid=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$metrics/ready" >/dev/null && break; sleep 0.1; done
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
