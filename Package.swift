@@ -160,7 +160,7 @@ let package = Package(
         .target(
             name: "EgressProxyNIO",
             dependencies: [
-                "EgressProxy", "Yamux", "YamuxNIO",
+                "EgressProxy", "RelayCore", "Yamux", "YamuxNIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -350,7 +350,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EgressProxyTests",
-            dependencies: ["EgressProxy"],
+            dependencies: ["EgressProxy", "RelayCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

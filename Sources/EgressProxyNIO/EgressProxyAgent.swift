@@ -1,4 +1,5 @@
 import EgressProxy
+import RelayCore
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -25,7 +26,7 @@ public final class EgressProxyAgent: Sendable {
         /// Run after every ``ProxyDefaults/discoverAfterFailures`` consecutive failed connects;
         /// prints a new `host:port`.
         public var discoverCommand: String?
-        public var backoff = ReconnectBackoff()
+        public var backoff = ExponentialBackoff(base: ProxyDefaults.reconnectBase, cap: ProxyDefaults.reconnectCap, jitter: .equal)
         public var connectTimeout: Duration = .seconds(10)
         public var replyTimeout: Duration = ProxyDefaults.replyTimeout
         public var yamux = YamuxConfiguration()

@@ -146,7 +146,7 @@ public struct ClientDiagnosis: Sendable {
 
     /// The same as one JSON object.
     public var json: String {
-        func string(_ value: String?) -> String { value.map { "\"\(Self.escape($0))\"" } ?? "null" }
+        func string(_ value: String?) -> String { value.map(JSONText.quote) ?? "null" }
         let steps = results.map { result in
             "{\"step\":\"\(result.step.rawValue)\",\"status\":\"\(result.status.rawValue)\",\"figure\":\(string(result.figure)),"
                 + "\"category\":\(string(result.category?.rawValue)),\"code\":\(string(result.code)),\"hint\":\(string(result.hint))}"
@@ -162,27 +162,6 @@ public struct ClientDiagnosis: Sendable {
 
     static func number(_ value: Double) -> String {
         value.isFinite ? "\((value * 1000).rounded() / 1000)" : "null"
-    }
-
-    static func escape(_ text: String) -> String {
-        var out = ""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out
     }
 }
 
@@ -220,5 +199,30 @@ extension ClientDiagnosis.Failure {
         default:
             return .init(.server, code.name, "the relay refused the allocation\(text)")
         }
+    }
+}
+
+/// JSON string literals, for the hand-written JSON lines of logs and reports.
+public enum JSONText {
+    /// `text` as a JSON string literal, quotes included.
+    public static func quote(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 {
+                    let hex = String(scalar.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "\""
     }
 }

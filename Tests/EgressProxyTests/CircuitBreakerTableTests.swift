@@ -1,3 +1,4 @@
+import RelayCore
 import Testing
 
 @testable import EgressProxy
@@ -76,7 +77,7 @@ import Testing
 
 @Suite struct ReconnectBackoffTests {
     @Test func doublesToTheCapWithJitter() {
-        let backoff = ReconnectBackoff()
+        let backoff = ExponentialBackoff(base: ProxyDefaults.reconnectBase, cap: ProxyDefaults.reconnectCap, jitter: .equal)
         #expect(backoff.ceiling(attempt: 0) == .milliseconds(500))
         #expect(backoff.ceiling(attempt: 1) == .seconds(1))
         #expect(backoff.ceiling(attempt: 5) == .seconds(16))
