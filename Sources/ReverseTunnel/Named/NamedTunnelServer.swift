@@ -121,7 +121,7 @@ public final class NamedTunnelServer: Sendable {
         let router = TunnelHostRouter(domain: configuration.domain)
         if let httpPort = configuration.httpPort {
             let shared = listenerContext(router: router, proto: "http")
-            let listener = try await publicBootstrap { channel in
+            let listener = try await publicBootstrap(autoRead: false) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(PublicHTTPHandler(shared: shared, serverName: nil))
                 }
@@ -131,7 +131,7 @@ public final class NamedTunnelServer: Sendable {
         }
         if let httpsPort = configuration.httpsPort, let tls = configuration.publicTLS {
             let shared = listenerContext(router: router, proto: "https")
-            let listener = try await publicBootstrap { channel in
+            let listener = try await publicBootstrap(autoRead: true) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(SNIHandler { result in
                         var serverName: TunnelName?
@@ -187,12 +187,16 @@ public final class NamedTunnelServer: Sendable {
 
     // MARK: Public side
 
-    private func publicBootstrap(_ initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>) -> ServerBootstrap {
+    /// - Parameter autoRead: Off for HTTP (the handler reads); on for HTTPS until the handler
+    ///   is added after the TLS server name was read (it then turns it off).
+    private func publicBootstrap(
+        autoRead: Bool, _ initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>
+    ) -> ServerBootstrap {
         ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 1024)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.autoRead, value: false)
+            .childChannelOption(.autoRead, value: autoRead)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer(initializer)
     }

@@ -83,6 +83,7 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
     /// An error to answer once the responses in flight have ended (a later request that
     /// cannot be forwarded).
     private var pendingError: TunnelHTTPError?
+    private var pendingErrorHead: HTTPRequestHead?
     private var headTimer: Scheduled<Void>?
     private var responseTimer: Scheduled<Void>?
 
@@ -100,6 +101,9 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        // HTTPS channels start with autoRead on (for the SNI and TLS handshake); from here the
+        // reads are ours.
+        try? context.channel.syncOptions?.setOption(.autoRead, value: false)
         let remote = context.channel.remoteAddress
         clientAddress = remote?.ipAddress ?? "?"
         logger[metadataKey: "public.addr"] = "\(clientAddress):\(remote?.port ?? 0)"
@@ -133,6 +137,8 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
             }
         }
         if scanner.isReadingHead, !scanner.isRaw, phase != .closed { armHeadTimer() }
+        // The response timeout runs from the end of the request (a long upload is not late).
+        if scanner.isReadingHead || scanner.isRaw { armResponseTimer() }
         requestRead()
     }
 
@@ -214,7 +220,6 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
             method: head.method.rawValue, path: ForwardedHead.pathWithoutQuery(head.uri), started: .now, bytesIn: buffer.readableBytes))
         observer.requestSent(head)
         sendToStream(buffer)
-        armResponseTimer()
     }
 
     private func sendToStream(_ bytes: ByteBuffer) {
@@ -340,7 +345,7 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
         guard phase != .closed, streamWritesInFlight == 0 else { return }
         if let pendingError, requests.isEmpty || responseLost || streamEnded {
             self.pendingError = nil
-            fail(pendingError, head: nil, recordPending: true)
+            fail(pendingError, head: pendingErrorHead)
             return
         }
         if streamEnded { close() }
@@ -351,14 +356,12 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
     /// Answers a later request that cannot be forwarded once the earlier responses are out.
     private func enqueueError(_ error: TunnelHTTPError, head: HTTPRequestHead?) {
         pendingError = error
-        if let head {
-            requests.append(RequestRecord(method: head.method.rawValue, path: ForwardedHead.pathWithoutQuery(head.uri), started: .now))
-        }
+        pendingErrorHead = head
         afterResponseProgress()
     }
 
     /// Writes the server's own answer and closes.
-    private func fail(_ error: TunnelHTTPError, head: HTTPRequestHead?, recordPending: Bool = false) {
+    private func fail(_ error: TunnelHTTPError, head: HTTPRequestHead?) {
         guard let context, phase != .closed else { return }
         if let kind = error.kind { shared.metrics?.countError(kind) }
         if let head {
