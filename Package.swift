@@ -235,6 +235,7 @@ let package = Package(
                 "RelayCore", "RelayConfig", "Yamux", "YamuxNIO", "ReverseTunnel", "RedisProtocol", "SharedState",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],

@@ -11,7 +11,7 @@ let rootIdentity = root.lastPathComponent.lowercased()
 // libFuzzer binary name → the FuzzTargets entry it calls (one Sources/<name>/main.swift each).
 let binaries = [
     "fuzz-control-frame", "fuzz-token", "fuzz-yamux-frame", "fuzz-yamux-session", "fuzz-tunnel-hello", "fuzz-config",
-    "fuzz-revocations-file", "fuzz-resp", "fuzz-fleet-record",
+    "fuzz-revocations-file", "fuzz-resp", "fuzz-fleet-record", "fuzz-named-tunnel",
 ]
 
 let package = Package(
