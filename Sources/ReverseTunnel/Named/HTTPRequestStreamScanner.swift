@@ -9,9 +9,11 @@ import NIOHTTP1
 /// The decoder sees every byte, so it keeps track of message boundaries (Content-Length,
 /// chunked, no body) across a kept-alive connection. It reports events, not offsets, so the
 /// scanner feeds it in slices that end exactly where a boundary can fall:
-/// - inside a head, or a body whose end the decoder must find (chunked), slices end at
-///   each `\n`: a head and a chunked body both end with a `\n`, so when the decoder reports
-///   the end, it is the end of the slice just fed;
+/// - inside a head, slices end after each empty line (the `\n` of `\r\n` or `\n` alone at
+///   the start of a line): a head ends with the first one, so when the decoder reports a
+///   head, it ended with the slice just fed (one decoder call for a whole head);
+/// - inside a body whose end the decoder must find (chunked), slices end at each `\n`: a
+///   chunked body ends with one;
 /// - inside a `Content-Length` body, slices end at the body's last byte (one slice per read,
 ///   so bulk bodies cost one decoder call per read).
 ///
@@ -37,9 +39,17 @@ final class HTTPRequestStreamScanner {
         case malformed
     }
 
+    /// Where the current line of a head stands (to find empty lines across reads).
+    struct LineState: Equatable {
+        /// Bytes of the line so far (without its `\n`).
+        var length = 0
+        /// Whether its first byte was `\r`.
+        var startsWithCR = false
+    }
+
     private enum State {
         /// Reading a head; `count` bytes of it so far.
-        case head(count: Int)
+        case head(count: Int, line: LineState)
         /// A body of known length; `remaining` bytes to go.
         case contentLength(remaining: Int, upgradeAfter: Bool)
         /// A body whose end the decoder finds (chunked), or the end of a body-less message.
@@ -52,7 +62,7 @@ final class HTTPRequestStreamScanner {
 
     /// The most bytes a head may have.
     let maximumHeadLength: Int
-    private var state: State = .head(count: 0)
+    private var state: State = .head(count: 0, line: LineState())
     private let decoder: EmbeddedChannel
 
     /// - Parameter maximumHeadLength: DESIGN §11: 64 KiB.
@@ -74,7 +84,7 @@ final class HTTPRequestStreamScanner {
 
     /// Whether a head has begun (some of its bytes arrived).
     var hasPartialHead: Bool {
-        if case .head(let count) = state { return count > 0 }
+        if case .head(let count, _) = state { return count > 0 }
         return false
     }
 
@@ -105,11 +115,11 @@ final class HTTPRequestStreamScanner {
                 events.append(.bytes(slice))
                 state = .contentLength(remaining: remaining - count, upgradeAfter: upgradeAfter)
                 try decode(slice, into: &events)
-            case .head(let count):
-                let slice = Self.sliceToNewline(&input)
+            case .head(let count, var line):
+                let slice = Self.sliceToEmptyLine(&input, line: &line)
                 let (total, overflow) = count.addingReportingOverflow(slice.readableBytes)
                 guard !overflow, total <= maximumHeadLength else { throw fail(.headTooLarge) }
-                state = .head(count: total)
+                state = .head(count: total, line: line)
                 try decode(slice, into: &events)
             case .delimited:
                 let slice = Self.sliceToNewline(&input)
@@ -117,7 +127,7 @@ final class HTTPRequestStreamScanner {
                 try decode(slice, into: &events)
                 // A delimited message can only end at a `\n`; an end anywhere else would mean
                 // the slice also held bytes of the next message, already passed on unchanged.
-                if case .head(let count) = state, count == 0, slice.readableBytesView.last != UInt8(ascii: "\n") {
+                if case .head(let count, _) = state, count == 0, slice.readableBytesView.last != UInt8(ascii: "\n") {
                     throw fail(.malformed)
                 }
             }
@@ -155,7 +165,7 @@ final class HTTPRequestStreamScanner {
             case .end:
                 switch state {
                 case .contentLength(_, let upgradeAfter), .delimited(let upgradeAfter):
-                    state = upgradeAfter ? .raw : .head(count: 0)
+                    state = upgradeAfter ? .raw : .head(count: 0, line: LineState())
                 case .head, .raw, .failed:
                     throw fail(.malformed)
                 }
@@ -166,6 +176,29 @@ final class HTTPRequestStreamScanner {
     private func fail(_ failure: Failure) -> Failure {
         state = .failed
         return failure
+    }
+
+    /// Takes bytes up to and including the first `\n` that ends an empty line (or all of them
+    /// when there is none), carrying the line's state across reads.
+    private static func sliceToEmptyLine(_ input: inout ByteBuffer, line: inout LineState) -> ByteBuffer {
+        let view = input.readableBytesView
+        var length = view.count
+        var offset = 0
+        for byte in view {
+            offset += 1
+            if byte == UInt8(ascii: "\n") {
+                let empty = line.length == 0 || (line.length == 1 && line.startsWithCR)
+                line = LineState()
+                if empty {
+                    length = offset
+                    break
+                }
+            } else {
+                if line.length == 0 { line.startsWithCR = byte == UInt8(ascii: "\r") }
+                line.length &+= 1
+            }
+        }
+        return input.readSlice(length: length) ?? ByteBuffer()
     }
 
     /// Takes bytes up to and including the first `\n` (or all of them when there is none).
