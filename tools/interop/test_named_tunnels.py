@@ -494,8 +494,22 @@ def test_errors_404_400_421_431_408_502_504(three):
 def test_killed_client_keeps_its_name_and_a_newer_client_replaces_the_older(three):
     alpha_client = three.procs[1]
     alpha_port = int(alpha_client.args[alpha_client.args.index("--local-port") + 1])
+    # The client vanishes mid-response: the public connection is closed before the body ends.
+    s = socket.create_connection(("127.0.0.1", three.http), timeout=10)
+    s.sendall(f"GET /bytes/{500 * MB} HTTP/1.1\r\nHost: alpha.{DOMAIN}\r\n\r\n".encode())
+    got = len(s.recv(65536))
     alpha_client.p.kill()
     alpha_client.wait()
+    try:
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            got += len(chunk)
+    except ConnectionResetError:
+        pass
+    s.close()
+    assert 0 < got < 500 * MB
     deadline = time.time() + 5
     while request(three.http, "alpha", "/n/1")[0] != 502 and time.time() < deadline:
         time.sleep(0.05)
@@ -599,5 +613,11 @@ def test_tls_control_connection_and_https_by_sni(cluster_factory, tmp_path):
     s.sendall(f"GET / HTTP/1.1\r\nHost: two.{DOMAIN}\r\n\r\n".encode())
     assert s.recv(100).startswith(b"HTTP/1.1 421 ")
     s.close()
+    # A caller that never sends a ClientHello is closed after the head timeout.
+    started = time.time()
+    silent = socket.create_connection(("127.0.0.1", https), timeout=10)
+    assert silent.recv(10) == b""
+    assert time.time() - started < HEAD_TIMEOUT_MS / 1000 + 2
+    silent.close()
     # The plain HTTP port still serves.
     assert request(c.http, "one", "/n/3") == (200, expected(b"one", 3))

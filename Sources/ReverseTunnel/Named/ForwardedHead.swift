@@ -74,6 +74,8 @@ public struct TunnelHTTPError: Error, Equatable, Sendable {
     public static let noClient = TunnelHTTPError(status: 502, message: "tunnel has no connected client", kind: .noClient)
     public static let localUnreachable = TunnelHTTPError(
         status: 502, message: "local service refused or reset the connection", kind: .badGateway)
+    public static let streamRefused = TunnelHTTPError(
+        status: 502, message: "tunnel client cannot take the connection", kind: .badGateway)
     public static let responseTimeout = TunnelHTTPError(
         status: 504, message: "local service sent no response in time", kind: .timeout)
 

@@ -131,9 +131,14 @@ public final class NamedTunnelServer: Sendable {
         }
         if let httpsPort = configuration.httpsPort, let tls = configuration.publicTLS {
             let shared = listenerContext(router: router, proto: "https")
+            let handshakeTimeout = configuration.headTimeout
             let listener = try await publicBootstrap(autoRead: true) { channel in
-                channel.eventLoop.makeCompletedFuture {
+                // Until the ClientHello names a server, the head timer is not running yet: a
+                // connection that never sends one is closed after the head timeout.
+                let helloTimer = channel.eventLoop.scheduleTask(in: handshakeTimeout) { channel.close(promise: nil) }
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(SNIHandler { result in
+                        helloTimer.cancel()
                         var serverName: TunnelName?
                         if case .hostname(let host) = result, case .name(let name) = router.route(serverName: host) {
                             serverName = name

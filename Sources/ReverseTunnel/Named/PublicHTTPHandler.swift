@@ -204,7 +204,7 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
             future.hop(to: loop ?? future.eventLoop).whenComplete { [self] result in
                 switch result {
                 case .success(let stream): self.streamOpened(stream)
-                case .failure: self.fail(.noClient, head: nil)
+                case .failure: self.fail(.streamRefused, head: nil)
                 }
             }
         }
