@@ -154,6 +154,7 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
                 close()
             } else if let stream, phase == .forwarding {
                 stream.closeWrite()
+                afterResponseProgress()
             }
         }
         context.fireUserInboundEventTriggered(event)
@@ -294,6 +295,8 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
                     finishOldestRequest()
                 case .lost:
                     responseLost = true
+                    responseTimer?.cancel()
+                    responseTimer = nil
                 }
             }
             streamWritesInFlight += 1
@@ -349,6 +352,10 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
             return
         }
         if streamEnded { close() }
+        // HTTP (not a bridge): the caller sent its last request and every response is out,
+        // so nothing more can be asked or answered, even if the local service keeps its side
+        // open.
+        if callerInputClosed, requests.isEmpty, !scanner.isRaw, !responseLost { close() }
     }
 
     // MARK: Errors, timers, closing
@@ -394,7 +401,8 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     private func armResponseTimer(restart: Bool = false) {
-        guard let loop = context?.eventLoop, requests.contains(where: { $0.status == nil }) else {
+        // When the observer lost track of the responses, statuses never come: no timer then.
+        guard let loop = context?.eventLoop, !responseLost, requests.contains(where: { $0.status == nil }) else {
             if restart { responseTimer?.cancel(); responseTimer = nil }
             return
         }
@@ -402,7 +410,7 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
         guard responseTimer == nil else { return }
         responseTimer = loop.scheduleTask(in: shared.responseTimeout) { [self] in
             self.responseTimer = nil
-            guard self.phase != .closed, self.requests.contains(where: { $0.status == nil }) else { return }
+            guard self.phase != .closed, !self.responseLost, self.requests.contains(where: { $0.status == nil }) else { return }
             if self.responseStarted {
                 self.shared.metrics?.countError(.timeout)
                 self.close()
@@ -415,7 +423,6 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
     private func close() {
         guard let context, phase != .closed else { return }
         phase = .closed
-        if !streamEnded { stream?.reset() }
         context.close(promise: nil)
         shutDown()
     }
@@ -427,7 +434,9 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
         headTimer = nil
         responseTimer?.cancel()
         responseTimer = nil
-        if !streamEnded { stream?.reset() }
+        // Always: after only the local side's FIN the stream is still open on ours (a reset
+        // of a finished stream does nothing). This also ends the stream's hold on us.
+        stream?.reset()
         streamEnded = true
         let left = requests
         requests.removeAll()
