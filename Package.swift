@@ -287,9 +287,12 @@ let package = Package(
         .testTarget(
             name: "ReverseTunnelTests",
             dependencies: [
-                "ReverseTunnel",
+                "ReverseTunnel", "Yamux", "YamuxNIO",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
