@@ -164,6 +164,19 @@ final class TunnelHarness {
         #expect(!silent.isActive)
     }
 
+    @Test func anUpgradeBecomesARawBridgeBothWays() throws {
+        let harness = try TunnelHarness()
+        harness.answer.withLockedValue { $0 = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n\u{0}\u{1}raw" }
+        let channel = try harness.publicChannel()
+        try harness.send(channel, "GET /ws HTTP/1.1\r\nHost: app.t.test\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n")
+        #expect(try harness.output(channel).hasSuffix("\r\n\r\n\u{0}\u{1}raw"))
+        try harness.send(channel, "GET /not-a-request HTTP/1.1\r\nHost: other\r\n\r\n\u{ff}")
+        #expect(harness.received.withLockedValue { $0.values.first }?.hasSuffix("\r\n\r\nGET /not-a-request HTTP/1.1\r\nHost: other\r\n\r\n\u{ff}") == true)
+        #expect(channel.isActive)
+        harness.loop.advanceTime(by: .seconds(60))
+        #expect(channel.isActive)
+    }
+
     @Test func aResetBeforeTheAnswerIsBadGateway() throws {
         let harness = try TunnelHarness()
         harness.answer.withLockedValue { $0 = "RESET" }

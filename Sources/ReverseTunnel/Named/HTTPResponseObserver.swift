@@ -46,6 +46,10 @@ final class HTTPResponseObserver {
         }
     }
 
+    /// Stops observing (the connection became a raw bridge); later bytes are not parsed or
+    /// kept.
+    func stop() { isUpgraded = true }
+
     /// Feeds response bytes; returns what they completed.
     func feed(_ bytes: ByteBuffer) -> [Event] {
         guard !isLost, !isUpgraded else { return [] }

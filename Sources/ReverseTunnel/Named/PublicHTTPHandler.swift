@@ -266,8 +266,14 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
         requestRead()
     }
 
+    /// The most requests forwarded and not yet answered on one connection (pipelining);
+    /// beyond it the caller is not read until responses end.
+    static let maximumOutstandingRequests = 128
+
     private func requestRead() {
-        guard let context, !readPending, writesInFlight == 0, pendingError == nil else { return }
+        guard let context, !readPending, writesInFlight == 0, pendingError == nil,
+              requests.count < Self.maximumOutstandingRequests
+        else { return }
         switch phase {
         case .awaitingFirstHead, .forwarding:
             readPending = true
@@ -299,6 +305,9 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
                     responseTimer = nil
                 }
             }
+            // After an upgrade (or CONNECT) request, once its answer's head was seen the rest is
+            // not HTTP: the decoder would only keep it.
+            if scanner.isRaw, requests.last?.status != nil || requests.isEmpty { observer.stop() }
             streamWritesInFlight += 1
             let stream = self.stream
             context.writeAndFlush(wrapOutboundOut(bytes)).whenComplete { [self] result in
@@ -329,6 +338,7 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
         let record = requests.removeFirst()
         responseStarted = false
         log(record)
+        requestRead()  // a connection at the pipelining limit may read again
         if requests.isEmpty, scanner.isReadingHead, !scanner.isRaw {
             // Idle kept-alive connection: the next head has the head timeout to arrive.
             headTimer?.cancel()
