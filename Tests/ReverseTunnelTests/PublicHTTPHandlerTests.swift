@@ -70,7 +70,8 @@ final class TunnelHarness {
     func context(resolve: @escaping @Sendable (TunnelName) -> TunnelResolution) -> PublicListenerContext {
         PublicListenerContext(
             router: TunnelHostRouter(domain: "t.test"), proto: "http", headTimeout: .seconds(10), responseTimeout: .seconds(30),
-            maximumHeadLength: 64 * 1024, metrics: TunnelMetrics(), logger: Logger(label: "test"), resolve: resolve)
+            maximumHeadLength: 64 * 1024, bodyIdleTimeout: .seconds(60), metrics: TunnelMetrics(), logger: Logger(label: "test"),
+            resolve: resolve)
     }
 
     /// A public connection from 10.1.2.3 whose `app` resolves to a stream of the tunnel.
@@ -175,6 +176,19 @@ final class TunnelHarness {
         #expect(channel.isActive)
         harness.loop.advanceTime(by: .seconds(60))
         #expect(channel.isActive)
+    }
+
+    @Test func aStalledBodyEndsTheConnection() throws {
+        let harness = try TunnelHarness()
+        harness.answer.withLockedValue { $0 = nil }
+        let channel = try harness.publicChannel()
+        try harness.send(channel, "POST / HTTP/1.1\r\nHost: app.t.test\r\nContent-Length: 10\r\n\r\nabc")
+        harness.loop.advanceTime(by: .seconds(50))
+        try harness.send(channel, "de")
+        harness.loop.advanceTime(by: .seconds(50))
+        #expect(channel.isActive)
+        harness.loop.advanceTime(by: .seconds(11))
+        #expect(!channel.isActive)
     }
 
     @Test func aResetBeforeTheAnswerIsBadGateway() throws {

@@ -39,6 +39,9 @@ public final class NamedTunnelServer: Sendable {
         public var headTimeout: TimeAmount = .seconds(10)
         /// How long the local service may take to send a response head (DESIGN §11: 30 s).
         public var responseTimeout: TimeAmount = .seconds(30)
+        /// How long a request body may pause (DESIGN §11 is silent; a caller that stops
+        /// mid-body must not hold its connection and stream for ever).
+        public var bodyIdleTimeout: TimeAmount = .seconds(60)
         /// The largest request head (DESIGN §11: 64 KiB).
         public var maximumHeadLength: Int = 64 * 1024
         /// How long a vanished client's name is held (DESIGN §11: 30 s).
@@ -209,8 +212,8 @@ public final class NamedTunnelServer: Sendable {
     private func listenerContext(router: TunnelHostRouter, proto: String) -> PublicListenerContext {
         PublicListenerContext(
             router: router, proto: proto, headTimeout: configuration.headTimeout, responseTimeout: configuration.responseTimeout,
-            maximumHeadLength: configuration.maximumHeadLength, metrics: configuration.metrics, logger: logger,
-            resolve: { name in self.resolve(name) })
+            maximumHeadLength: configuration.maximumHeadLength, bodyIdleTimeout: configuration.bodyIdleTimeout,
+            metrics: configuration.metrics, logger: logger, resolve: { name in self.resolve(name) })
     }
 
     private func resolve(_ name: TunnelName) -> TunnelResolution {

@@ -19,6 +19,8 @@ struct PublicListenerContext: Sendable {
     let headTimeout: TimeAmount
     let responseTimeout: TimeAmount
     let maximumHeadLength: Int
+    /// How long a request body may pause before the connection is closed.
+    var bodyIdleTimeout: TimeAmount = .seconds(60)
     let metrics: TunnelMetrics?
     let logger: Logger
     let resolve: @Sendable (TunnelName) -> TunnelResolution
@@ -85,6 +87,9 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
     private var pendingError: TunnelHTTPError?
     private var pendingErrorHead: HTTPRequestHead?
     private var headTimer: Scheduled<Void>?
+    private var bodyTimer: Scheduled<Void>?
+    /// When the caller last sent bytes (for the request-body idle timeout).
+    private var lastCallerBytes = NIODeadline.uptimeNanoseconds(0)
     private var responseTimer: Scheduled<Void>?
 
     /// - Parameters:
@@ -101,6 +106,7 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        lastCallerBytes = context.eventLoop.now
         // HTTPS channels start with autoRead on (for the SNI and TLS handshake); from here the
         // reads are ours.
         try? context.channel.syncOptions?.setOption(.autoRead, value: false)
@@ -136,7 +142,9 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
                 sendToStream(body)
             }
         }
+        lastCallerBytes = context.eventLoop.now
         if scanner.isReadingHead, !scanner.isRaw, phase != .closed { armHeadTimer() }
+        if !scanner.isReadingHead, !scanner.isRaw, phase != .closed { armBodyTimer() }
         // The response timeout runs from the end of the request (a long upload is not late).
         if scanner.isReadingHead || scanner.isRaw { armResponseTimer() }
         requestRead()
@@ -410,6 +418,24 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
+    /// A request body that stops arriving for ``PublicListenerContext/bodyIdleTimeout`` ends the
+    /// connection (one timer per connection, re-armed from the last byte's time).
+    private func armBodyTimer() {
+        guard bodyTimer == nil, let loop = context?.eventLoop else { return }
+        let deadline = lastCallerBytes + shared.bodyIdleTimeout
+        bodyTimer = loop.scheduleTask(deadline: deadline) { [self] in
+            self.bodyTimer = nil
+            guard self.phase != .closed, !self.scanner.isReadingHead, !self.scanner.isRaw else { return }
+            if self.lastCallerBytes + self.shared.bodyIdleTimeout <= loop.now {
+                self.shared.metrics?.countError(.timeout)
+                self.logger.debug("request body stalled; connection closed")
+                self.close()
+            } else {
+                self.armBodyTimer()
+            }
+        }
+    }
+
     private func armResponseTimer(restart: Bool = false) {
         // When the observer lost track of the responses, statuses never come: no timer then.
         guard let loop = context?.eventLoop, !responseLost, requests.contains(where: { $0.status == nil }) else {
@@ -442,6 +468,8 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
         phase = .closed
         headTimer?.cancel()
         headTimer = nil
+        bodyTimer?.cancel()
+        bodyTimer = nil
         responseTimer?.cancel()
         responseTimer = nil
         // Always: after only the local side's FIN the stream is still open on ours (a reset
