@@ -25,8 +25,8 @@ public final class TunnelClient: Sendable {
         /// (DESIGN §11).
         public var yamux: YamuxConfiguration = {
             var yamux = YamuxConfiguration()
-            yamux.keepAliveInterval = .seconds(15)
-            yamux.keepAliveTimeout = .seconds(10)
+            yamux.keepAliveInterval = NamedTunnelDefaults.clientPingInterval
+            yamux.keepAliveTimeout = NamedTunnelDefaults.clientPingTimeout
             return yamux
         }()
         /// The tunnel name to ask for (`--name`); `nil` sends the plain hello, which a named

@@ -12,7 +12,7 @@ import UnixSignals
 struct TunnelCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tunnel",
-        abstract: "Reverse tunnel: expose a local TCP service through a public port (yamux over TCP).",
+        abstract: "Reverse tunnel: expose a local TCP service through a public port, or local HTTP services as <name>.<domain> (yamux over TCP or TLS).",
         subcommands: [Server.self, Client.self]
     )
 

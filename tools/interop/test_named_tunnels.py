@@ -621,3 +621,23 @@ def test_tls_control_connection_and_https_by_sni(cluster_factory, tmp_path):
     silent.close()
     # The plain HTTP port still serves.
     assert request(c.http, "one", "/n/3") == (200, expected(b"one", 3))
+
+
+def test_usage_errors_and_a_bad_tokens_file(tmp_path):
+    for args in (["server", "--http-port", "0"], ["server", "--http-port", "0", "--domain", DOMAIN, "--public-port", "0"],
+                 ["server", "--tokens-file", "f"], ["server", "--https-port", "0", "--domain", DOMAIN],
+                 ["server", "--http-port", "0", "--domain", "bad_domain"],
+                 ["server", "--http-port", "0", "--domain", DOMAIN, "--token", "a", "--tokens-file", "f"],
+                 ["server", "--http-port", "0", "--domain", DOMAIN, "--token", "-"],
+                 ["client", "--server", "127.0.0.1:1", "--tls-ca", "x", "--insecure"],
+                 ["client", "--server", "127.0.0.1:1", "--name", "-x"]):
+        r = subprocess.run([relay_binary(), "tunnel", *args], capture_output=True, text=True, timeout=10)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+    r = subprocess.run([relay_binary(), "tunnel", "server", "--help"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0 and "--http-port" in r.stdout and "--tokens-file" in r.stdout and "--domain" in r.stdout
+    assert "--test-" not in r.stdout
+    bad = tmp_path / "tokens"
+    bad.write_text("alpha tok-secret-1\nBad_Name tok-secret-2\n")
+    r = subprocess.run([relay_binary(), "tunnel", "server", "--listen-addr", "127.0.0.1", "--control-port", "0", "--http-port", "0",
+                        "--domain", DOMAIN, "--tokens-file", str(bad)], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1 and "line 2" in r.stderr and "tok-secret" not in r.stderr, r.stderr

@@ -66,7 +66,7 @@ final class HTTPRequestStreamScanner {
     private let decoder: EmbeddedChannel
 
     /// - Parameter maximumHeadLength: DESIGN §11: 64 KiB.
-    init(maximumHeadLength: Int = 64 * 1024) {
+    init(maximumHeadLength: Int = NamedTunnelDefaults.maximumHeadLength) {
         self.maximumHeadLength = maximumHeadLength
         self.decoder = EmbeddedChannel(handler: ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
     }

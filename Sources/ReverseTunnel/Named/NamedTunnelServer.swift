@@ -34,18 +34,18 @@ public final class NamedTunnelServer: Sendable {
         /// Which tokens are accepted.
         public var tokens: TunnelTokens = .open
         /// How long a client has to say hello.
-        public var helloTimeout: TimeAmount = .seconds(10)
+        public var helloTimeout: TimeAmount = NamedTunnelDefaults.helloTimeout
         /// How long a request head may take to arrive (DESIGN §11: 10 s).
-        public var headTimeout: TimeAmount = .seconds(10)
+        public var headTimeout: TimeAmount = NamedTunnelDefaults.headTimeout
         /// How long the local service may take to send a response head (DESIGN §11: 30 s).
-        public var responseTimeout: TimeAmount = .seconds(30)
+        public var responseTimeout: TimeAmount = NamedTunnelDefaults.responseTimeout
         /// How long a request body may pause (DESIGN §11 is silent; a caller that stops
         /// mid-body must not hold its connection and stream for ever).
-        public var bodyIdleTimeout: TimeAmount = .seconds(60)
+        public var bodyIdleTimeout: TimeAmount = NamedTunnelDefaults.bodyIdleTimeout
         /// The largest request head (DESIGN §11: 64 KiB).
-        public var maximumHeadLength: Int = 64 * 1024
+        public var maximumHeadLength: Int = NamedTunnelDefaults.maximumHeadLength
         /// How long a vanished client's name is held (DESIGN §11: 30 s).
-        public var holdDuration: Duration = .seconds(30)
+        public var holdDuration: Duration = NamedTunnelDefaults.holdDuration
         /// Yamux limits and keepalive for the control connections.
         public var yamux = YamuxConfiguration()
         /// Where the metrics are counted (also served by the CLI's `--metrics-listen`).

@@ -3,29 +3,6 @@ import NIOCore
 import NIOHTTP1
 import YamuxNIO
 
-/// What a public connection asks the server for its tunnel.
-enum TunnelResolution {
-    /// A stream towards the name's client is being opened.
-    case stream(EventLoopFuture<YamuxStreamChannel>)
-    /// The server answers itself (404 unknown, 502 no client).
-    case error(TunnelHTTPError)
-}
-
-/// What every public connection of one listener shares.
-struct PublicListenerContext: Sendable {
-    let router: TunnelHostRouter
-    /// `http` or `https` (for `X-Forwarded-Proto`).
-    let proto: String
-    let headTimeout: TimeAmount
-    let responseTimeout: TimeAmount
-    let maximumHeadLength: Int
-    /// How long a request body may pause before the connection is closed.
-    var bodyIdleTimeout: TimeAmount = .seconds(60)
-    let metrics: TunnelMetrics?
-    let logger: Logger
-    let resolve: @Sendable (TunnelName) -> TunnelResolution
-}
-
 /// One public HTTP connection of a named-tunnel server (DESIGN §11): reads the first request
 /// head (bounded in size and time), routes it by `Host` (or the TLS server name) to a tunnel,
 /// and then passes bytes both ways — every request head rewritten with `X-Forwarded-*`,
@@ -274,9 +251,8 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
         requestRead()
     }
 
-    /// The most requests forwarded and not yet answered on one connection (pipelining);
-    /// beyond it the caller is not read until responses end.
-    static let maximumOutstandingRequests = 128
+    /// Beyond this many unanswered pipelined requests the caller is not read.
+    static let maximumOutstandingRequests = NamedTunnelDefaults.maximumOutstandingRequests
 
     private func requestRead() {
         guard let context, !readPending, writesInFlight == 0, pendingError == nil,

@@ -2,9 +2,9 @@
 /// doubling up to 30 s, with jitter, without limit. Pure: the random fraction is passed in.
 public struct TunnelReconnectBackoff: Sendable {
     /// The first delay.
-    public var initial: Duration = .milliseconds(500)
+    public var initial: Duration = NamedTunnelDefaults.reconnectInitialDelay
     /// The largest delay.
-    public var maximum: Duration = .seconds(30)
+    public var maximum: Duration = NamedTunnelDefaults.reconnectMaximumDelay
     private var attempt = 0
 
     public init() {}

@@ -19,7 +19,7 @@ public struct TunnelRegistry<ClientID: Hashable & Sendable>: Sendable {
     /// Timers of the registry.
     public struct Configuration: Sendable {
         /// How long a vanished client's name stays reserved for it (DESIGN §11: 30 s).
-        public var holdDuration: Duration = .seconds(30)
+        public var holdDuration: Duration = NamedTunnelDefaults.holdDuration
         public init() {}
     }
 
