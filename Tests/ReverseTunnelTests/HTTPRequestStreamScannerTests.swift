@@ -60,6 +60,19 @@ import Testing
         }
     }
 
+    @Test func contentLengthWithChunkedFollowsTheDecoder() throws {
+        // Whatever llhttp makes of both headers (refusal, or chunked), the scanner agrees with it:
+        // nothing after the chunked end is passed as body.
+        let input = "POST /s HTTP/1.1\r\nHost: a\r\nContent-Length: 30\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            + "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+        do {
+            let (heads, _) = try scan(input, chunk: 1000)
+            #expect(heads == ["/s", "/smuggled"])
+        } catch {
+            #expect(error as? HTTPRequestStreamScanner.Failure == .malformed)
+        }
+    }
+
     @Test func largeBodiesPassInFewSlices() throws {
         let scanner = HTTPRequestStreamScanner()
         var events = try scanner.feed(ByteBuffer(string: "PUT /big HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n"))
