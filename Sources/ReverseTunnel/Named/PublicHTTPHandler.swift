@@ -16,16 +16,6 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    /// One request on the connection, for the access log.
-    private struct RequestRecord {
-        var method: String
-        var path: String
-        var started: ContinuousClock.Instant
-        var bytesIn = 0
-        var bytesOut = 0
-        var status: Int?
-    }
-
     private enum Phase {
         /// Waiting for the first request head.
         case awaitingFirstHead
@@ -56,7 +46,7 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
     private var callerInputClosed = false
     private var responseLost = false
     /// Requests forwarded whose response has not ended, oldest first.
-    private var requests: [RequestRecord] = []
+    private var requests = PublicRequestLedger()
     /// Bytes of the oldest unfinished response already written to the caller.
     private var responseStarted = false
     /// An error to answer once the responses in flight have ended (a later request that
@@ -115,7 +105,7 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
             switch event {
             case .head(let head): receiveHead(head)
             case .bytes(let body):
-                if !requests.isEmpty { requests[requests.count - 1].bytesIn += body.readableBytes }
+                requests.addRequestBytes(body.readableBytes)
                 sendToStream(body)
             }
         }
@@ -202,8 +192,8 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
         ForwardedHead.rewrite(&rewritten.headers, clientAddress: clientAddress, proto: shared.proto)
         var buffer = context?.channel.allocator.buffer(capacity: 512) ?? ByteBuffer()
         ForwardedHead.serialize(rewritten, into: &buffer)
-        requests.append(RequestRecord(
-            method: head.method.rawValue, path: ForwardedHead.pathWithoutQuery(head.uri), started: .now, bytesIn: buffer.readableBytes))
+        requests.begin(method: head.method.rawValue, path: ForwardedHead.pathWithoutQuery(head.uri), at: .now,
+                       headBytes: buffer.readableBytes)
         observer.requestSent(head)
         sendToStream(buffer)
     }
@@ -274,12 +264,12 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
         switch event {
         case .data(let bytes):
             let count = bytes.readableBytes
-            if !requests.isEmpty { requests[0].bytesOut += count }
+            requests.addResponseBytes(count)
             responseStarted = true
             for observed in observer.feed(bytes) {
                 switch observed {
                 case .head(let status):
-                    if let index = requests.firstIndex(where: { $0.status == nil }) { requests[index].status = status }
+                    requests.receivedStatus(status)
                     armResponseTimer(restart: true)
                 case .end:
                     finishOldestRequest()
@@ -291,7 +281,7 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
             }
             // After an upgrade (or CONNECT) request, once its answer's head was seen the rest is
             // not HTTP: the decoder would only keep it.
-            if scanner.isRaw, requests.last?.status != nil || requests.isEmpty { observer.stop() }
+            if scanner.isRaw, requests.newestIsAnswered { observer.stop() }
             streamWritesInFlight += 1
             let stream = self.stream
             context.writeAndFlush(wrapOutboundOut(bytes)).whenComplete { [self] result in
@@ -318,8 +308,7 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     private func finishOldestRequest() {
-        guard !requests.isEmpty else { return }
-        let record = requests.removeFirst()
+        guard let record = requests.finishOldest() else { return }
         responseStarted = false
         log(record)
         requestRead()  // a connection at the pipelining limit may read again
@@ -329,7 +318,7 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
             headTimer = nil
             armHeadTimer()
         }
-        if requests.isEmpty || requests.allSatisfy({ $0.status != nil }) {
+        if !requests.awaitsResponseHead {
             responseTimer?.cancel()
             responseTimer = nil
         }
@@ -365,15 +354,10 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
     private func fail(_ error: TunnelHTTPError, head: HTTPRequestHead?) {
         guard let context, phase != .closed else { return }
         if let kind = error.kind { shared.metrics?.countError(kind) }
-        if let head {
-            requests.append(RequestRecord(method: head.method.rawValue, path: ForwardedHead.pathWithoutQuery(head.uri), started: .now))
-        } else if requests.isEmpty {
-            requests.append(RequestRecord(method: "-", path: "-", started: .now))
-        }
+        if let head { requests.begin(method: head.method.rawValue, path: ForwardedHead.pathWithoutQuery(head.uri), at: .now) }
         // The answer belongs to the newest request; older ones end without a response.
-        requests[requests.count - 1].status = error.status
         let response = error.response()
-        requests[requests.count - 1].bytesOut += response.readableBytes
+        requests.answerNewest(status: error.status, responseBytes: response.readableBytes, at: .now)
         logger.debug("public request answered by the server", metadata: ["status": "\(error.status)", "reason": "\(error.message)"])
         phase = .closed
         stream?.reset()
@@ -414,7 +398,7 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
 
     private func armResponseTimer(restart: Bool = false) {
         // When the observer lost track of the responses, statuses never come: no timer then.
-        guard let loop = context?.eventLoop, !responseLost, requests.contains(where: { $0.status == nil }) else {
+        guard let loop = context?.eventLoop, !responseLost, requests.awaitsResponseHead else {
             if restart { responseTimer?.cancel(); responseTimer = nil }
             return
         }
@@ -422,7 +406,7 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
         guard responseTimer == nil else { return }
         responseTimer = loop.scheduleTask(in: shared.responseTimeout) { [self] in
             self.responseTimer = nil
-            guard self.phase != .closed, !self.responseLost, self.requests.contains(where: { $0.status == nil }) else { return }
+            guard self.phase != .closed, !self.responseLost, self.requests.awaitsResponseHead else { return }
             if self.responseStarted {
                 self.shared.metrics?.countError(.timeout)
                 self.close()
@@ -452,12 +436,10 @@ final class PublicHTTPHandler: ChannelInboundHandler, @unchecked Sendable {
         // of a finished stream does nothing). This also ends the stream's hold on us.
         stream?.reset()
         streamEnded = true
-        let left = requests
-        requests.removeAll()
-        for record in left { log(record) }
+        for record in requests.drain() { log(record) }
     }
 
-    private func log(_ record: RequestRecord) {
+    private func log(_ record: PublicRequestLedger.Record) {
         shared.metrics?.countRequest(status: record.status)
         shared.metrics?.countBytes(in: record.bytesIn, out: record.bytesOut)
         logger.info("request", metadata: [
