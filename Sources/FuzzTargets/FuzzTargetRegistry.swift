@@ -21,6 +21,7 @@ public enum FuzzTargetRegistry {
         FuzzTarget(name: "yamux-frame", run: YamuxFrameFuzzTarget.run, seeds: YamuxFrameFuzzTarget.seeds),
         FuzzTarget(name: "yamux-session", run: YamuxSessionFuzzTarget.run, seeds: YamuxSessionFuzzTarget.seeds),
         FuzzTarget(name: "tunnel-hello", run: TunnelHelloFuzzTarget.run, seeds: TunnelHelloFuzzTarget.seeds),
+        FuzzTarget(name: "named-tunnel", run: NamedTunnelFuzzTarget.run, seeds: NamedTunnelFuzzTarget.seeds),
         FuzzTarget(name: "config", run: ConfigFuzzTarget.run, seeds: ConfigFuzzTarget.seeds),
         FuzzTarget(name: "revocations-file", run: RevocationFileFuzzTarget.run, seeds: RevocationFileFuzzTarget.seeds),
         FuzzTarget(name: "resp", run: RESPFuzzTarget.run, seeds: RESPFuzzTarget.seeds),

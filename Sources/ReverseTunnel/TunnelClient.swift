@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Yamux
 import YamuxNIO
 
@@ -20,8 +21,22 @@ public final class TunnelClient: Sendable {
         public var token: String?
         /// How long connecting and the hello may take.
         public var connectTimeout: TimeAmount = .seconds(10)
-        /// Yamux limits and keepalive.
-        public var yamux = YamuxConfiguration()
+        /// Yamux limits and keepalive: a ping every 15 s, 10 s without an answer is a dead link
+        /// (DESIGN §11).
+        public var yamux: YamuxConfiguration = {
+            var yamux = YamuxConfiguration()
+            yamux.keepAliveInterval = NamedTunnelDefaults.clientPingInterval
+            yamux.keepAliveTimeout = NamedTunnelDefaults.clientPingTimeout
+            return yamux
+        }()
+        /// The tunnel name to ask for (`--name`); `nil` sends the plain hello, which a named
+        /// server answers with a random name.
+        public var name: String?
+        /// TLS for the control connection; clear text when `nil`.
+        public var tls: NIOSSLContext?
+        /// Whether to reconnect when the session ends or cannot be set up; `nil` means "in
+        /// named mode" (once a server answered with a public URL, or with `--name`).
+        public var reconnect: Bool?
 
         public init(serverHost: String, serverPort: Int) {
             self.serverHost = serverHost
@@ -48,45 +63,35 @@ public final class TunnelClient: Sendable {
         case replaced
     }
 
-    /// Connects, says hello and serves until the session ends.
+    /// What the server said when it accepted this client.
+    public struct Established: Sendable {
+        /// The public URL (named server), or `nil` (plain server).
+        public var publicURL: String?
+    }
+
+    /// Connects, says hello and serves until the session ends (one session, no reconnect).
+    /// - Parameter onEstablished: Called once the server accepted the hello.
     /// - Returns: How the session ended.
     /// - Throws: ``TunnelError`` when the server is unreachable or refuses the hello.
-    public func run() async throws -> Ending {
+    public func run(onEstablished: @Sendable (Established) -> Void = { _ in }) async throws -> Ending {
         let address = "\(configuration.serverHost):\(configuration.serverPort)"
-        let multiplexerBox = MultiplexerSlot()
+        let (channel, multiplexer) = try await connectControl()
         let replaced = NIOLockedValueBox(false)
-        let channel: any Channel
-        do {
-            channel = try await ClientBootstrap(group: group)
-                .connectTimeout(configuration.connectTimeout)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let multiplexer = YamuxMultiplexer(
-                            role: .client, configuration: self.configuration.yamux, eventLoop: channel.eventLoop
-                        ) { stream in
-                            self.bridgeToLocalService(stream)
-                            return true
-                        }
-                        multiplexerBox.set(multiplexer)
-                        try channel.pipeline.syncOperations.addHandler(multiplexer)
-                    }
-                }
-                .connect(host: configuration.serverHost, port: configuration.serverPort).get()
-        } catch {
-            throw TunnelError.serverUnreachable(address, underlying: "\(error)")
-        }
-        guard let multiplexer = multiplexerBox.get() else {
-            throw TunnelError.serverUnreachable(address, underlying: "connection set-up failed")
-        }
+        let established: Established
         do {
             let hello = try await multiplexer.openStream().get()
-            hello.write(ByteBuffer(string: TunnelHello.request(token: configuration.token)))
+            hello.write(ByteBuffer(string: NamedTunnelHello.request(name: configuration.name, token: configuration.token)))
             hello.closeWrite()
             let answer = try await TunnelLineReader.readLine(from: hello, timeout: configuration.connectTimeout).get()
-            if let reason = TunnelHello.refusal(inAnswer: answer) {
+            switch NamedTunnelHello.parseAnswer(answer) {
+            case .accepted(let url):
+                established = Established(publicURL: url)
+            case .denied(let reason):
                 multiplexer.close()
                 throw TunnelError.refused(reason)
+            case .malformed(let why):
+                multiplexer.close()
+                throw TunnelError.handshakeMalformed(why)
             }
             // The server keeps the hello stream open: `REPLACED` there means a newer client
             // took over (DESIGN §9 v3). (The GoAway that follows is also what a stopping
@@ -106,10 +111,97 @@ public final class TunnelClient: Sendable {
         }
         logger.info("tunnel established", metadata: [
             "server": "\(address)", "local": "\(configuration.localHost):\(configuration.localPort)",
+            "url": "\(established.publicURL ?? "-")",
         ])
+        onEstablished(established)
         let reason = try await multiplexer.sessionClosed.get()
         _ = try? await channel.closeFuture.get()
         return replaced.withLockedValue { $0 } ? .replaced : .serverClosed(reason)
+    }
+
+    /// How a reconnecting client stopped.
+    public enum FinalEnding: Sendable {
+        /// A newer client took the tunnel over (exit 0).
+        case replaced
+        /// The session ended and reconnecting is off (exit 0).
+        case serverClosed(YamuxSessionCloseReason)
+    }
+
+    /// Runs sessions one after another: after a session ends, or a connection attempt fails,
+    /// waits 0.5 s doubling to 30 s with jitter and tries again, without limit, when
+    /// reconnecting is on (``Configuration/reconnect``, by default in named mode). A refused
+    /// hello is never retried.
+    /// - Parameter onEstablished: Called each time the server accepts the hello.
+    /// - Throws: ``TunnelError`` when refused, or on a failure with reconnecting off.
+    public func runReconnecting(onEstablished: @escaping @Sendable (Established) -> Void = { _ in }) async throws -> FinalEnding {
+        let named = NIOLockedValueBox(configuration.name != nil)
+        var backoff = TunnelReconnectBackoff()
+        while true {
+            let wasEstablished = NIOLockedValueBox(false)
+            do {
+                let ending = try await run { established in
+                    wasEstablished.withLockedValue { $0 = true }
+                    if established.publicURL != nil { named.withLockedValue { $0 = true } }
+                    onEstablished(established)
+                }
+                switch ending {
+                case .replaced:
+                    return .replaced
+                case .serverClosed(let reason):
+                    guard configuration.reconnect ?? named.withLockedValue({ $0 }) else { return .serverClosed(reason) }
+                    logger.warning("tunnel session ended; reconnecting", metadata: ["reason": "\(reason)"])
+                }
+            } catch TunnelError.refused(let reason) {
+                throw TunnelError.refused(reason)
+            } catch {
+                guard configuration.reconnect ?? named.withLockedValue({ $0 }) else { throw error }
+                logger.warning("cannot set up the tunnel; will retry", metadata: ["error": "\(error)"])
+            }
+            if wasEstablished.withLockedValue({ $0 }) { backoff.reset() }
+            let delay = backoff.nextDelay(random: Double.random(in: 0..<1))
+            logger.info("reconnecting", metadata: ["in_ms": "\(delay.components.seconds * 1000 + delay.components.attoseconds / 1_000_000_000_000_000)"])
+            try await Task.sleep(for: delay)
+        }
+    }
+
+    /// Opens the control connection: TCP, then TLS when configured, then yamux (client role).
+    /// The one place that knows how the server is reached (a WebSocket dialer slots in here).
+    private func connectControl() async throws -> (any Channel, YamuxMultiplexer) {
+        let address = "\(configuration.serverHost):\(configuration.serverPort)"
+        let multiplexerBox = MultiplexerSlot()
+        let channel: any Channel
+        let tls = configuration.tls
+        let serverHost = configuration.serverHost
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .connectTimeout(configuration.connectTimeout)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        if let tls {
+                            // SNI carries names only, never an IP literal.
+                            let isAddress = (try? SocketAddress(ipAddress: serverHost, port: 0)) != nil
+                            try channel.pipeline.syncOperations.addHandler(
+                                NIOSSLClientHandler(context: tls, serverHostname: isAddress ? nil : serverHost))
+                        }
+                        let multiplexer = YamuxMultiplexer(
+                            role: .client, configuration: self.configuration.yamux, eventLoop: channel.eventLoop
+                        ) { stream in
+                            self.bridgeToLocalService(stream)
+                            return true
+                        }
+                        multiplexerBox.set(multiplexer)
+                        try channel.pipeline.syncOperations.addHandler(multiplexer)
+                    }
+                }
+                .connect(host: configuration.serverHost, port: configuration.serverPort).get()
+        } catch {
+            throw TunnelError.serverUnreachable(address, underlying: "\(error)")
+        }
+        guard let multiplexer = multiplexerBox.get() else {
+            throw TunnelError.serverUnreachable(address, underlying: "connection set-up failed")
+        }
+        return (channel, multiplexer)
     }
 
     private func bridgeToLocalService(_ stream: YamuxStreamChannel) {

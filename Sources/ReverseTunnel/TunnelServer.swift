@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import RelayCore
 import Yamux
 import YamuxNIO
@@ -24,6 +25,8 @@ public final class TunnelServer: Sendable {
         public var helloTimeout: TimeAmount = .seconds(10)
         /// Yamux limits and keepalive for the control connections.
         public var yamux = YamuxConfiguration()
+        /// TLS for the control connections (`--tls-cert/--tls-key`); clear text when `nil`.
+        public var controlTLS: NIOSSLContext?
 
         public init() {}
     }
@@ -96,8 +99,11 @@ public final class TunnelServer: Sendable {
         let ports = (control.localAddress?.port ?? 0, publicListener.localAddress?.port ?? 0)
         logger.info("tunnel server listening", metadata: [
             "control": "\(configuration.listenHost):\(ports.0)", "public": "\(configuration.listenHost):\(ports.1)",
-            "token_required": "\(configuration.token != nil)",
+            "token_required": "\(configuration.token != nil)", "control_tls": "\(configuration.controlTLS != nil)",
         ])
+        if configuration.token != nil, configuration.controlTLS == nil {
+            logger.warning("the token travels in clear text: use --tls-cert/--tls-key on untrusted networks")
+        }
         return ports
     }
 
@@ -174,6 +180,9 @@ public final class TunnelServer: Sendable {
         }
         let client = ClientRecord(serial: serial, remote: remote, multiplexer: multiplexer)
         record.value = client
+        if let tls = configuration.controlTLS {
+            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+        }
         try channel.pipeline.syncOperations.addHandler(multiplexer)
         log.info("tunnel client connected")
         if token == nil {

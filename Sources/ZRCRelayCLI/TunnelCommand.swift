@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NIOCore
 import NIOPosix
+import NIOSSL
 import RelayApp
 import ReverseTunnel
 import UnixSignals
@@ -10,7 +12,7 @@ import UnixSignals
 struct TunnelCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tunnel",
-        abstract: "Reverse tunnel: expose a local TCP service through a public port (yamux over TCP).",
+        abstract: "Reverse tunnel: expose a local TCP service through a public port, or local HTTP services as <name>.<domain> (yamux over TCP or TLS).",
         subcommands: [Server.self, Client.self]
     )
 
@@ -36,37 +38,106 @@ struct TunnelCommand: AsyncParsableCommand {
 
     struct Server: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Accept tunnel clients on the control port; forward public connections to the most recent one.")
+            abstract: "Accept tunnel clients on the control port; forward public connections to them.",
+            discussion: """
+                Plain mode (--public-port): every public TCP connection goes to the most recent client (DESIGN §9).
+                Named mode (--http-port/--https-port with --domain): HTTP requests are routed by Host \
+                <name>.<domain> to the client with that name (DESIGN §11; docs/TUNNELS.md).
+                """)
 
-        @Option(help: "Address to listen on (both ports).")
+        @Option(help: "Address to listen on (all ports).")
         var listenAddr: String = "0.0.0.0"
 
-        @Option(help: "Port for tunnel clients (yamux over TCP).")
+        @Option(help: "Port for tunnel clients (yamux over TCP, or TLS with --tls-cert).")
         var controlPort: Int = 4444
 
-        @Option(help: "Public port whose connections are forwarded through the tunnel.")
-        var publicPort: Int = 8080
+        @Option(help: "Plain mode: public port whose connections are forwarded through the tunnel (default 8080).")
+        var publicPort: Int?
 
-        @Option(help: "Shared secret a client must present before it gets traffic.")
+        @Option(help: "Named mode: public HTTP port, routed by Host <name>.<domain>.")
+        var httpPort: Int?
+
+        @Option(help: "Named mode: public HTTPS port, routed by SNI (needs --public-cert/--public-key).")
+        var httpsPort: Int?
+
+        @Option(help: "Named mode: the tunnels' domain (tunnels.example.com).")
+        var domain: String?
+
+        @Option(help: "Named mode: wildcard certificate (PEM) for *.<domain> on the HTTPS port.")
+        var publicCert: String?
+
+        @Option(help: "Named mode: private key (PEM) of --public-cert.")
+        var publicKey: String?
+
+        @Option(help: "Shared secret a client must present (named mode: valid for any name).")
         var token: String?
+
+        @Option(help: "Named mode: file of \"name token\" lines (# comments); each token is valid only for its name.")
+        var tokensFile: String?
+
+        @Option(help: "TLS 1.3 certificate (PEM) for the control port.")
+        var tlsCert: String?
+
+        @Option(help: "Private key (PEM) of --tls-cert.")
+        var tlsKey: String?
+
+        @Option(help: "Named mode: serve Prometheus metrics on HOST:PORT at /metrics.")
+        var metricsListen: String?
+
+        @Option(help: .hidden) var testHeadTimeoutMs: Int?
+        @Option(help: .hidden) var testResponseTimeoutMs: Int?
+        @Option(help: .hidden) var testHoldMs: Int?
 
         @OptionGroup var log: LogOptions
 
+        var isNamed: Bool { httpPort != nil || httpsPort != nil || domain != nil }
+
         func validate() throws {
             try validatePort(controlPort, "--control-port")
-            try validatePort(publicPort, "--public-port")
-            if let token, token.isEmpty || token.contains(where: { $0.isNewline }) {
-                throw ValidationError("--token must be non-empty and on one line")
+            if let publicPort { try validatePort(publicPort, "--public-port") }
+            if let httpPort { try validatePort(httpPort, "--http-port") }
+            if let httpsPort { try validatePort(httpsPort, "--https-port") }
+            if let token, token.isEmpty || token.contains(where: { $0.isNewline || $0 == " " }) || token == "-" {
+                throw ValidationError("--token must be non-empty, on one line, without spaces, and not \"-\"")
+            }
+            guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
+            if isNamed {
+                guard publicPort == nil else { throw ValidationError("--public-port is plain mode; named mode uses --http-port/--https-port") }
+                guard let domain, TunnelHostRouter.isValidDomain(domain) else {
+                    throw ValidationError("named mode needs --domain, a DNS name such as tunnels.example.com")
+                }
+                guard httpPort != nil || httpsPort != nil else { throw ValidationError("named mode needs --http-port or --https-port") }
+                guard token == nil || tokensFile == nil else { throw ValidationError("use --token or --tokens-file, not both") }
+                guard (publicCert == nil) == (publicKey == nil) else { throw ValidationError("--public-cert and --public-key go together") }
+                if httpsPort != nil, publicCert == nil { throw ValidationError("--https-port needs --public-cert and --public-key") }
+                if let metricsListen { _ = try parseHostPort(metricsListen) }
+            } else {
+                for (flag, value) in [("--tokens-file", tokensFile), ("--public-cert", publicCert), ("--public-key", publicKey),
+                                      ("--metrics-listen", metricsListen)] where value != nil {
+                    throw ValidationError("\(flag) is for named mode (--http-port/--https-port with --domain)")
+                }
             }
         }
 
         func run() async throws {
             let logger = log.makeLogger(label: "zrc-relay-tunnel-server")
+            let controlTLS: NIOSSLContext?
+            do {
+                controlTLS = try tlsCert.map { try TunnelTLS.serverContext(certificatePath: $0, keyPath: tlsKey ?? "", minimumTLS13: true) }
+            } catch {
+                logger.critical("cannot load --tls-cert/--tls-key", metadata: ["error": "\(error)"])
+                throw ExitCode(1)
+            }
+            if isNamed {
+                try await runNamed(logger: logger, controlTLS: controlTLS)
+                return
+            }
             var configuration = TunnelServer.Configuration()
             configuration.listenHost = listenAddr
             configuration.controlPort = controlPort
-            configuration.publicPort = publicPort
+            configuration.publicPort = publicPort ?? 8080
             configuration.token = token
+            configuration.controlTLS = controlTLS
             let server = TunnelServer(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
             do {
                 _ = try await server.start()
@@ -74,19 +145,76 @@ struct TunnelCommand: AsyncParsableCommand {
                 logger.critical("cannot listen", metadata: ["error": "\(error)"])
                 throw ExitCode(1)
             }
+            await serveUntilSignal(logger: logger, wait: { try? await server.waitUntilClosed() }, stop: { await server.shutdown() })
+        }
+
+        private func runNamed(logger: Logger, controlTLS: NIOSSLContext?) async throws {
+            var configuration = NamedTunnelServer.Configuration()
+            configuration.listenHost = listenAddr
+            configuration.controlPort = controlPort
+            configuration.httpPort = httpPort
+            configuration.httpsPort = httpsPort
+            configuration.domain = domain ?? ""
+            configuration.controlTLS = controlTLS
+            if let testHeadTimeoutMs { configuration.headTimeout = .milliseconds(Int64(max(1, testHeadTimeoutMs))) }
+            if let testResponseTimeoutMs { configuration.responseTimeout = .milliseconds(Int64(max(1, testResponseTimeoutMs))) }
+            if let testHoldMs { configuration.holdDuration = .milliseconds(max(1, testHoldMs)) }
+            do {
+                if let publicCert, let publicKey {
+                    configuration.publicTLS = try TunnelTLS.serverContext(certificatePath: publicCert, keyPath: publicKey, minimumTLS13: false)
+                }
+                if let tokensFile {
+                    let bytes = try Data(contentsOf: URL(fileURLWithPath: tokensFile))
+                    configuration.tokens = .perName(try TunnelTokensFileParser.parse(Array(bytes)))
+                } else if let token {
+                    configuration.tokens = .shared(Array(token.utf8))
+                }
+            } catch let error as TunnelTokensFileParser.ParseError {
+                logger.critical("cannot use --tokens-file", metadata: ["error": "\(error)"])
+                throw ExitCode(1)
+            } catch {
+                logger.critical("cannot load a certificate, key or tokens file", metadata: ["error": "\(error)"])
+                throw ExitCode(1)
+            }
+            let metrics = TunnelMetrics()
+            configuration.metrics = metrics
+            let group = MultiThreadedEventLoopGroup.singleton
+            let server = NamedTunnelServer(configuration: configuration, group: group, logger: logger)
+            var metricsChannel: (any Channel)?
+            do {
+                _ = try await server.start()
+                if let metricsListen {
+                    let (host, port) = try parseHostPort(metricsListen)
+                    metricsChannel = try await TunnelMetricsListener.bind(host: host, port: port, metrics: metrics, group: group)
+                    logger.info("metrics listening", metadata: ["addr": "\(metricsListen)"])
+                }
+            } catch {
+                logger.critical("cannot listen", metadata: ["error": "\(error)"])
+                await server.shutdown()
+                throw ExitCode(1)
+            }
+            let metricsListener = metricsChannel
+            await serveUntilSignal(logger: logger, wait: { try? await server.waitUntilClosed() }, stop: {
+                await server.shutdown()
+                try? await metricsListener?.close()
+            })
+        }
+
+        private func serveUntilSignal(logger: Logger, wait: @escaping @Sendable () async -> Void,
+                                      stop: @escaping @Sendable () async -> Void) async {
             let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
             await withTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for await signal in signals {
                         logger.info("signal received; stopping", metadata: ["signal": "\(signal)"])
-                        await server.shutdown()
+                        await stop()
                         return
                     }
                 }
-                group.addTask { try? await server.waitUntilClosed() }
+                group.addTask { await wait() }
                 await group.next()
                 group.cancelAll()
-                await server.shutdown()
+                await stop()
             }
         }
     }
@@ -107,14 +235,30 @@ struct TunnelCommand: AsyncParsableCommand {
         @Option(help: "Shared secret, when the server requires one.")
         var token: String?
 
+        @Option(help: "Named mode: the tunnel name (a DNS label); without it a named server picks a random one.")
+        var name: String?
+
+        @Flag(inversion: .prefixedNo, help: "Reconnect when the session ends (default: on in named mode, off in plain mode).")
+        var reconnect: Bool?
+
+        @Option(help: "Use TLS 1.3 on the control connection, trusting this CA (PEM).")
+        var tlsCa: String?
+
+        @Flag(help: "Use TLS 1.3 on the control connection without verifying the server (tests only).")
+        var insecure = false
+
         @OptionGroup var log: LogOptions
 
         func validate() throws {
             _ = try parseHostPort(server)
             try validatePort(localPort, "--local-port", allowZero: false)
-            if let token, token.isEmpty || token.contains(where: { $0.isNewline }) {
-                throw ValidationError("--token must be non-empty and on one line")
+            if let token, token.isEmpty || token.contains(where: { $0.isNewline || $0 == " " }) || token == "-" {
+                throw ValidationError("--token must be non-empty, on one line, without spaces, and not \"-\"")
             }
+            if let name, case .failure(let problem) = TunnelName.validate(name) {
+                throw ValidationError("--name \"\(name)\": \(problem)")
+            }
+            guard tlsCa == nil || !insecure else { throw ValidationError("--tls-ca and --insecure exclude each other") }
         }
 
         func run() async throws {
@@ -124,9 +268,27 @@ struct TunnelCommand: AsyncParsableCommand {
             configuration.localHost = localHost
             configuration.localPort = localPort
             configuration.token = token
+            configuration.name = name
+            configuration.reconnect = reconnect
+            if tlsCa != nil || insecure {
+                do {
+                    configuration.tls = try TunnelTLS.clientContext(caPath: tlsCa, insecure: insecure)
+                } catch {
+                    logger.error("cannot load --tls-ca", metadata: ["error": "\(error)"])
+                    throw ExitCode(1)
+                }
+            } else if token != nil {
+                logger.warning("the token travels in clear text: use --tls-ca (and a server with --tls-cert) on untrusted networks")
+            }
             let client = TunnelClient(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
             do {
-                switch try await client.run() {
+                let ending = try await client.runReconnecting { established in
+                    if let url = established.publicURL {
+                        // Unbuffered, so that a script reading the pipe sees it at once.
+                        FileHandle.standardOutput.write(Data("tunnel ready: \(url)\n".utf8))
+                    }
+                }
+                switch ending {
                 case .replaced:
                     logger.notice("replaced by a newer client; exiting")
                 case .serverClosed(let reason):

@@ -12,6 +12,7 @@ let rootIdentity = root.lastPathComponent.lowercased()
 let binaries = [
     "fuzz-control-frame", "fuzz-token", "fuzz-yamux-frame", "fuzz-yamux-session", "fuzz-tunnel-hello", "fuzz-config",
     "fuzz-revocations-file", "fuzz-resp", "fuzz-fleet-record", "fuzz-websocket-server", "fuzz-egress-proxy",
+    "fuzz-named-tunnel",
 ]
 
 let package = Package(

@@ -12,7 +12,7 @@ FUZZ_CONFIG=${FUZZ_CONFIG:-debug}
 FUZZ_NICE=${FUZZ_NICE:-10}
 SCRATCH=$ROOT/.build-fuzz
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(control-frame token yamux-frame yamux-session tunnel-hello config)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(control-frame token yamux-frame yamux-session tunnel-hello named-tunnel config)
 
 # FUZZ_FROM_HEAD=1 builds the committed HEAD (exported to .build-fuzz/src) instead of the
 # working tree, for a shared checkout where others' edits are in progress.
