@@ -61,8 +61,14 @@ final class FallbackConnection: RelayPeerLink, @unchecked Sendable {
     /// The most control bytes kept while the relay admits the connection (a few frames).
     static let controlBacklogLimit = 64 * 1024
 
-    /// The connection is ready (TCP accepted, TLS with the right ALPN, or a WebSocket
-    /// upgraded): ask the relay in.
+    /// Adds the yamux session at the end of `pipeline` and asks the relay in: the byte
+    /// stream is ready (TCP accepted, TLS with the right ALPN, or a WebSocket upgraded).
+    func attach(to pipeline: ChannelPipeline.SynchronousOperations, over transport: RelayCounters.Transport) throws {
+        try pipeline.addHandler(multiplexer)
+        start(transport: transport)
+    }
+
+    /// Asks the relay in.
     func start(transport: RelayCounters.Transport = .tcp) {
         self.transport = transport
         relay.attachLink(self) { [self] handle in

@@ -80,10 +80,20 @@ public final class FallbackListener: Sendable {
                     let connection = FallbackConnection(
                         remoteAddress: remote, localHost: local, eventLoop: channel.eventLoop, relay: relay, logger: logger)
                     let pipeline = channel.pipeline.syncOperations
-                    if let sslContext { try pipeline.addHandler(NIOSSLServerHandler(context: sslContext)) }
-                    try pipeline.addHandler(FallbackProtocolGate(
-                        connection: connection, websocketPath: configuration.websocketPath, tls: sslContext != nil,
-                        logger: logger, timeout: configuration.handshakeTimeout))
+                    if let sslContext {
+                        try pipeline.addHandler(NIOSSLServerHandler(context: sslContext))
+                        try pipeline.addHandler(ALPNGate(
+                            connection: connection, websocketPath: configuration.websocketPath, logger: logger,
+                            timeout: configuration.handshakeTimeout))
+                    } else if let path = configuration.websocketPath {
+                        try pipeline.addHandler(WebSocketSniffGate(
+                            path: path, timeout: configuration.handshakeTimeout,
+                            logger: logger.with(peer: connection.remoteAddress)) { pipeline, choice in
+                            try connection.attach(to: pipeline, over: choice == .websocket ? .websocket : .tcp)
+                        })
+                    } else {
+                        try connection.attach(to: pipeline, over: .tcp)
+                    }
                 }
             }
             .bind(host: configuration.host, port: configuration.port).get()
@@ -96,29 +106,22 @@ public final class FallbackListener: Sendable {
     }
 }
 
-/// Decides what a new fallback connection speaks, within the handshake timeout: yamux (ALPN
-/// `zrc-relay/1`, or plain bytes that do not start with `GET `) or HTTP/1.1 with the WebSocket
-/// upgrade (ALPN `http/1.1` or none, or a plain `GET `). Anything else is closed and logged.
-final class FallbackProtocolGate: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+/// Lets a TLS connection through by its ALPN, within the handshake timeout: `zrc-relay/1` is
+/// yamux; `http/1.1` or none is the WebSocket service (when it is on). Anything else is closed
+/// and logged.
+final class ALPNGate: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
     // @unchecked Sendable: confined to the channel's event loop.
     typealias InboundIn = ByteBuffer
 
-    private enum Service { case yamux, websocket }
-
     private let connection: FallbackConnection
     private let websocketPath: String?
-    private let tls: Bool
     private let logger: Logger
     private let timeout: TimeAmount
     private var timer: Scheduled<Void>?
-    /// Plain listener: the first bytes, until 4 tell `GET ` from yamux.
-    private var sniffed: ByteBuffer?
-    private var decided = false
 
-    init(connection: FallbackConnection, websocketPath: String?, tls: Bool, logger: Logger, timeout: TimeAmount) {
+    init(connection: FallbackConnection, websocketPath: String?, logger: Logger, timeout: TimeAmount) {
         self.connection = connection
         self.websocketPath = websocketPath
-        self.tls = tls
         self.logger = logger
         self.timeout = timeout
     }
@@ -133,12 +136,21 @@ final class FallbackProtocolGate: ChannelInboundHandler, RemovableChannelHandler
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case TLSUserEvent.handshakeCompleted(let negotiated) = event {
+        guard case TLSUserEvent.handshakeCompleted(let negotiated) = event else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        timer?.cancel()
+        let pipeline = context.pipeline.syncOperations
+        do {
             switch negotiated {
             case FallbackListener.alpn?:
-                choose(.yamux, context: context)
+                try connection.attach(to: pipeline, over: .tcp)
             case nil where websocketPath != nil, FallbackListener.httpALPN? where websocketPath != nil:
-                choose(.websocket, context: context)
+                try WebSocketServerHandshake.installLogged(
+                    on: pipeline, path: websocketPath ?? "", logger: logger.with(peer: connection.remoteAddress)) { pipeline in
+                    try self.connection.attach(to: pipeline, over: .websocket)
+                }
             default:
                 logger.info("fallback TLS client without ALPN zrc-relay/1; closed", metadata: [
                     "zrc.peer.addr": "\(connection.remoteAddress)", "alpn": "\(negotiated ?? "none")",
@@ -146,77 +158,27 @@ final class FallbackProtocolGate: ChannelInboundHandler, RemovableChannelHandler
                 context.close(promise: nil)
                 return
             }
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !tls, !decided else {
-            context.fireChannelRead(data)
-            return
-        }
-        var bytes = unwrapInboundIn(data)
-        if sniffed == nil { sniffed = bytes } else { sniffed?.writeBuffer(&bytes) }
-        guard let first = sniffed, first.readableBytes >= 4 || websocketPath == nil else { return }
-        let isGet = first.getString(at: first.readerIndex, length: 4) == "GET "
-        choose(isGet && websocketPath != nil ? .websocket : .yamux, context: context)
-    }
-
-    private func choose(_ service: Service, context: ChannelHandlerContext) {
-        guard !decided else { return }
-        decided = true
-        timer?.cancel()
-        let pipeline = context.pipeline.syncOperations
-        let connection = self.connection
-        do {
-            switch service {
-            case .yamux:
-                try pipeline.addHandler(connection.multiplexer, position: .after(self))
-                connection.start(transport: .tcp)
-            case .websocket:
-                try installWebSocket(pipeline)
-            }
         } catch {
             logger.info("fallback connection set-up failed", metadata: ["zrc.peer.addr": "\(connection.remoteAddress)", "error": "\(error)"])
             context.close(promise: nil)
             return
         }
-        // Bytes read while sniffing go to the chosen handlers, then the gate leaves.
-        if let early = sniffed {
-            sniffed = nil
-            context.fireChannelRead(NIOAny(early))
-        }
+        context.fireUserInboundEventTriggered(event)
         pipeline.removeHandler(context: context, promise: nil)
-    }
-
-    private func installWebSocket(_ pipeline: ChannelPipeline.SynchronousOperations) throws {
-        guard let path = websocketPath else { return }
-        let connection = self.connection
-        let logger = self.logger
-        let peer = "\(connection.remoteAddress)"
-        // The HTTP handlers go after the gate: added at the end while the gate is still there.
-        try WebSocketServerHandshake.install(
-            on: pipeline, path: path,
-            onEnd: { ending in
-                logger.info("websocket closed", metadata: ["zrc.peer.addr": "\(peer)", "close": "\(ending)"])
-            },
-            outcome: { outcome in
-                switch outcome {
-                case .upgraded:
-                    logger.info("websocket upgraded", metadata: ["zrc.peer.addr": "\(peer)"])
-                case .refused(let status, let reason):
-                    logger.info("websocket upgrade refused", metadata: ["zrc.peer.addr": "\(peer)", "status": "\(status)", "reason": "\(reason)"])
-                }
-            },
-            streamReady: { pipeline in
-                try pipeline.addHandler(connection.multiplexer)
-                connection.start(transport: .websocket)
-            })
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         logger.debug("fallback TLS error", metadata: ["zrc.peer.addr": "\(connection.remoteAddress)", "error": "\(error)"])
         context.close(promise: nil)
+    }
+}
+
+extension Logger {
+    /// A copy with the peer's address as metadata.
+    func with(peer: TransportAddress) -> Logger {
+        var copy = self
+        copy[metadataKey: "zrc.peer.addr"] = "\(peer)"
+        return copy
     }
 }
 

@@ -73,8 +73,9 @@ def test_bad_token_on_fallback_gets_error_and_close(relay):
     run(go())
 
 
-def test_tls_without_alpn_or_plain_tcp_is_closed(relay):
-    # Wrong / missing ALPN: the relay closes the connection after the handshake.
+def test_tls_without_alpn_or_plain_tcp_is_closed(relay_factory):
+    # Another ALPN: with WebSocket off the relay closes the connection after the handshake.
+    relay = relay_factory("--fallback.websocket", "false")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -86,6 +87,23 @@ def test_tls_without_alpn_or_plain_tcp_is_closed(relay):
                 assert s.recv(1) == b""
         except (ssl.SSLError, ConnectionResetError):
             pass
+    # With WebSocket on (the default) no ALPN is agreed with an h2-only client, which then
+    # speaks to the HTTP/1.1 service: its HTTP/2 preface gets 400 and a close.
+    default = relay_factory()
+    with socket.create_connection(("127.0.0.1", default.port), timeout=5) as raw:
+        with context.wrap_socket(raw) as s:
+            s.settimeout(5)
+            s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            answer = b""
+            try:
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    answer += chunk
+            except (ssl.SSLError, ConnectionResetError):
+                pass
+            assert answer.startswith(b"HTTP/1.1 4"), answer
     # Garbage instead of a TLS ClientHello: closed, and the relay still serves.
     with socket.create_connection(("127.0.0.1", relay.port), timeout=5) as s:
         s.sendall(b"\x00" * 64)
