@@ -131,7 +131,7 @@ let package = Package(
         .target(
             name: "ReverseTunnel",
             dependencies: [
-                "Yamux", "YamuxNIO", "RelayCore",
+                "Yamux", "YamuxNIO", "RelayCore", "WebSocketTransport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
+import WebSocketTransport
 import Yamux
 import YamuxNIO
 
@@ -34,6 +35,15 @@ public final class TunnelClient: Sendable {
         public var name: String?
         /// TLS for the control connection; clear text when `nil`.
         public var tls: NIOSSLContext?
+        /// Reach the control port over WebSocket (`wss://host:port/path`, DESIGN §9) instead
+        /// of raw TCP/TLS; `serverHost`/`serverPort` are then the URL's.
+        public var websocket: WebSocketAddress?
+        /// For WebSocket: verify the server against these CAs (PEM), the system's roots
+        /// (`verifyWebSocketServer`), or not at all.
+        public var websocketCAPath: String?
+        public var verifyWebSocketServer = true
+        /// Dial the control port through this HTTP proxy (`CONNECT`), WebSocket only.
+        public var proxy: HTTPProxy?
         /// Whether to reconnect when the session ends or cannot be set up; `nil` means "in
         /// named mode" (once a server answered with a public URL, or with `--name`).
         public var reconnect: Bool?
@@ -167,6 +177,7 @@ public final class TunnelClient: Sendable {
     /// Opens the control connection: TCP, then TLS when configured, then yamux (client role).
     /// The one place that knows how the server is reached (a WebSocket dialer slots in here).
     private func connectControl() async throws -> (any Channel, YamuxMultiplexer) {
+        if let websocket = configuration.websocket { return try await connectControl(over: websocket) }
         let address = "\(configuration.serverHost):\(configuration.serverPort)"
         let multiplexerBox = MultiplexerSlot()
         let channel: any Channel
@@ -202,6 +213,34 @@ public final class TunnelClient: Sendable {
             throw TunnelError.serverUnreachable(address, underlying: "connection set-up failed")
         }
         return (channel, multiplexer)
+    }
+
+    /// The control connection over WebSocket: the same yamux session in binary messages.
+    private func connectControl(over address: WebSocketAddress) async throws -> (any Channel, YamuxMultiplexer) {
+        let dialer = StreamDialer(proxy: configuration.proxy, stepTimeout: configuration.connectTimeout, group: group)
+        let channel: any Channel
+        do {
+            channel = try await dialer.connectWebSocket(address, serverName: nil, caPath: configuration.websocketCAPath,
+                                                        verify: configuration.verifyWebSocketServer) { [logger] ending in
+                logger.info("websocket closed", metadata: ["close": "\(ending)"])
+            }
+        } catch {
+            throw TunnelError.serverUnreachable("\(address)", underlying: "\(error)")
+        }
+        do {
+            let multiplexer = try await channel.eventLoop.submit {
+                let multiplexer = YamuxMultiplexer(role: .client, configuration: self.configuration.yamux, eventLoop: channel.eventLoop) { stream in
+                    self.bridgeToLocalService(stream)
+                    return true
+                }
+                try channel.pipeline.syncOperations.addHandler(multiplexer)
+                return multiplexer
+            }.get()
+            return (channel, multiplexer)
+        } catch {
+            try? await channel.close()
+            throw TunnelError.serverUnreachable("\(address)", underlying: "connection set-up failed: \(error)")
+        }
     }
 
     private func bridgeToLocalService(_ stream: YamuxStreamChannel) {

@@ -27,6 +27,8 @@ public final class TunnelServer: Sendable {
         public var yamux = YamuxConfiguration()
         /// TLS for the control connections (`--tls-cert/--tls-key`); clear text when `nil`.
         public var controlTLS: NIOSSLContext?
+        /// `--websocket`: the control port also takes a WebSocket upgrade at this path.
+        public var websocketPath: String?
 
         public init() {}
     }
@@ -180,10 +182,8 @@ public final class TunnelServer: Sendable {
         }
         let client = ClientRecord(serial: serial, remote: remote, multiplexer: multiplexer)
         record.value = client
-        if let tls = configuration.controlTLS {
-            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
-        }
-        try channel.pipeline.syncOperations.addHandler(multiplexer)
+        try TunnelControlPipeline.install(on: channel, tls: configuration.controlTLS, websocketPath: configuration.websocketPath,
+                                          multiplexer: multiplexer, logger: log)
         log.info("tunnel client connected")
         if token == nil {
             register(client, logger: log)
@@ -192,6 +192,7 @@ public final class TunnelServer: Sendable {
                 if !authenticated.value {
                     log.warning("tunnel client sent no hello in time; closing")
                     multiplexer.close()
+                    channel.close(promise: nil)  // also when yamux has not started (a WebSocket still upgrading)
                 }
             }
         }

@@ -25,13 +25,17 @@ public struct StreamDialer: Sendable {
     /// TLS on the stream.
     public struct TLS: Sendable {
         public var serverName: String?
-        /// PEM CAs to verify the server with; `nil`: not verified.
+        /// PEM CAs to verify the server with; `nil`: the system's roots with `verify`, else
+        /// not verified.
         public var caPath: String?
         public var alpn: [String]
-        public init(serverName: String?, caPath: String?, alpn: [String]) {
+        /// Verify against the system's roots when there is no `caPath`.
+        public var verify: Bool
+        public init(serverName: String?, caPath: String?, alpn: [String], verify: Bool = false) {
             self.serverName = serverName
             self.caPath = caPath
             self.alpn = alpn
+            self.verify = verify
         }
     }
 
@@ -67,12 +71,13 @@ public struct StreamDialer: Sendable {
     /// A WebSocket to `address` (TLS with ALPN `http/1.1` for `wss`), upgraded with
     /// `subprotocol`; the pipeline then ends in a ``WebSocketStreamHandler`` carrying bytes.
     public func connectWebSocket(
-        _ address: WebSocketAddress, serverName: String?, caPath: String?,
+        _ address: WebSocketAddress, serverName: String?, caPath: String?, verify: Bool = false,
         subprotocol: String = WebSocketHandshake.relaySubprotocol,
         configuration: WebSocketStreamHandler.Configuration = .client,
         onEnd: @escaping @Sendable (WebSocketStreamHandler.Ending) -> Void = { _ in }
     ) async throws -> any Channel {
-        let tls = address.tls ? TLS(serverName: serverName ?? nameForSNI(address.host), caPath: caPath, alpn: ["http/1.1"]) : nil
+        let tls = address.tls ? TLS(serverName: serverName ?? nameForSNI(address.host), caPath: caPath, alpn: ["http/1.1"],
+                                    verify: verify) : nil
         let (channel, _) = try await connect(host: address.host, port: address.port, tls: tls)
         do {
             let key = WebSocketHandshake.makeKey()
@@ -132,7 +137,7 @@ public struct StreamDialer: Sendable {
         configuration.applicationProtocols = tls.alpn
         if let caPath = tls.caPath {
             configuration.trustRoots = .file(caPath)
-        } else {
+        } else if !tls.verify {
             configuration.certificateVerification = .none
         }
         let context = try NIOSSLContext(configuration: configuration)

@@ -7,6 +7,7 @@ import NIOSSL
 import RelayApp
 import ReverseTunnel
 import UnixSignals
+import WebSocketTransport
 
 /// `zrc-relay tunnel server|client`: the reverse tunnel of DESIGN §9.
 struct TunnelCommand: AsyncParsableCommand {
@@ -84,6 +85,12 @@ struct TunnelCommand: AsyncParsableCommand {
         @Option(help: "Named mode: serve Prometheus metrics on HOST:PORT at /metrics.")
         var metricsListen: String?
 
+        @Flag(help: "The control port also takes clients over WebSocket (ws://, or wss:// with --tls-cert) at --websocket-path.")
+        var websocket = false
+
+        @Option(help: "The WebSocket upgrade path of the control port.")
+        var websocketPath: String = "/zrc-relay/v1"
+
         @Option(help: .hidden) var testHeadTimeoutMs: Int?
         @Option(help: .hidden) var testResponseTimeoutMs: Int?
         @Option(help: .hidden) var testHoldMs: Int?
@@ -101,6 +108,9 @@ struct TunnelCommand: AsyncParsableCommand {
                 throw ValidationError("--token must be non-empty, on one line, without spaces, and not \"-\"")
             }
             guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
+            guard websocketPath.hasPrefix("/"), !websocketPath.contains("?"), websocketPath.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+                throw ValidationError("--websocket-path must be \"/\" then visible ASCII, without a query")
+            }
             if isNamed {
                 guard publicPort == nil else { throw ValidationError("--public-port is plain mode; named mode uses --http-port/--https-port") }
                 guard let domain, TunnelHostRouter.isValidDomain(domain) else {
@@ -138,6 +148,7 @@ struct TunnelCommand: AsyncParsableCommand {
             configuration.publicPort = publicPort ?? 8080
             configuration.token = token
             configuration.controlTLS = controlTLS
+            configuration.websocketPath = websocket ? websocketPath : nil
             let server = TunnelServer(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
             do {
                 _ = try await server.start()
@@ -156,6 +167,7 @@ struct TunnelCommand: AsyncParsableCommand {
             configuration.httpsPort = httpsPort
             configuration.domain = domain ?? ""
             configuration.controlTLS = controlTLS
+            configuration.websocketPath = websocket ? websocketPath : nil
             if let testHeadTimeoutMs { configuration.headTimeout = .milliseconds(Int64(max(1, testHeadTimeoutMs))) }
             if let testResponseTimeoutMs { configuration.responseTimeout = .milliseconds(Int64(max(1, testResponseTimeoutMs))) }
             if let testHoldMs { configuration.holdDuration = .milliseconds(max(1, testHoldMs)) }
@@ -223,8 +235,11 @@ struct TunnelCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Connect to a tunnel server and bridge its public connections to a local service.")
 
-        @Option(help: "Tunnel server control address HOST:PORT (required).")
+        @Option(help: "Tunnel server control address HOST:PORT, or wss://HOST:PORT/PATH (ws:// without TLS) for a server with --websocket (required).")
         var server: String
+
+        @Option(help: "HTTP proxy for a WebSocket control connection (http://HOST:PORT; default: HTTPS_PROXY unless NO_PROXY names the server; 'none' for none).")
+        var proxy: String?
 
         @Option(help: "Local service port every public connection is bridged to.")
         var localPort: Int = 3000
@@ -249,8 +264,16 @@ struct TunnelCommand: AsyncParsableCommand {
 
         @OptionGroup var log: LogOptions
 
+        /// The server as a WebSocket URL, when it was given as one.
+        var websocketURL: WebSocketAddress? { WebSocketAddress(parsing: server) }
+
         func validate() throws {
-            _ = try parseHostPort(server)
+            if server.contains("://") {
+                guard websocketURL != nil else { throw ValidationError("--server: \(server) is not HOST:PORT or a ws:// or wss:// URL") }
+            } else {
+                _ = try parseHostPort(server)
+                guard proxy == nil else { throw ValidationError("--proxy is for a wss:// server") }
+            }
             try validatePort(localPort, "--local-port", allowZero: false)
             if let token, token.isEmpty || token.contains(where: { $0.isNewline || $0 == " " }) || token == "-" {
                 throw ValidationError("--token must be non-empty, on one line, without spaces, and not \"-\"")
@@ -263,14 +286,29 @@ struct TunnelCommand: AsyncParsableCommand {
 
         func run() async throws {
             let logger = log.makeLogger(label: "zrc-relay-tunnel-client")
-            let (host, port) = try parseHostPort(server)
+            let (host, port) = try websocketURL.map { ($0.host, $0.port) } ?? parseHostPort(server)
             var configuration = TunnelClient.Configuration(serverHost: host, serverPort: port)
+            if let url = websocketURL {
+                configuration.websocket = url
+                configuration.websocketCAPath = tlsCa
+                configuration.verifyWebSocketServer = !insecure
+                do {
+                    configuration.proxy = try HTTPProxy.choose(explicit: proxy, environment: ProcessInfo.processInfo.environment, targetHost: url.host)
+                } catch {
+                    throw ValidationError("\(error)")
+                }
+                if !url.tls, token != nil {
+                    logger.warning("the token travels in clear text: use wss:// (and a server with --tls-cert) on untrusted networks")
+                }
+            }
             configuration.localHost = localHost
             configuration.localPort = localPort
             configuration.token = token
             configuration.name = name
             configuration.reconnect = reconnect
-            if tlsCa != nil || insecure {
+            if websocketURL != nil {
+                // TLS (wss) is the dialer's; --tls-ca / --insecure choose its verification above.
+            } else if tlsCa != nil || insecure {
                 do {
                     configuration.tls = try TunnelTLS.clientContext(caPath: tlsCa, insecure: insecure)
                 } catch {

@@ -254,3 +254,52 @@ def test_client_exits_clearly_when_server_unreachable_and_cleanly_when_it_closes
     code, out = client.wait()
     assert code == 0, out
     assert "closed the connection" in out
+
+
+def test_tunnel_over_wss_carries_200_concurrent_requests(ports, procs, tmp_path):
+    """`tunnel server --websocket` with TLS on the control port; the client reaches it as
+    wss://…/zrc-relay/v1 (DESIGN §9 v3) and 200 concurrent public requests come back right."""
+    from test_named_tunnels import make_cert
+    crt, key = make_cert(tmp_path, "control", "IP:127.0.0.1,DNS:localhost")
+    service = LocalService(ports["local"])
+    try:
+        start(procs, "server", "--listen-addr", "127.0.0.1", "--control-port", str(ports["control"]),
+              "--public-port", str(ports["public"]), "--token", "s3cret", "--tls-cert", str(crt), "--tls-key", str(key),
+              "--websocket")
+        wait_port(ports["control"])
+        client = start(procs, "client", "--server", f"wss://localhost:{ports['control']}/zrc-relay/v1",
+                       "--local-port", str(ports["local"]), "--token", "s3cret", "--tls-ca", str(crt))
+        wait_until_served(ports["public"])
+        with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
+            results = list(pool.map(lambda n: get(ports["public"], n, timeout=30), range(200)))
+        assert all(status == 200 for status, _ in results)
+        assert all(body == expected(n) for n, (_, body) in enumerate(results))
+        assert client.alive()
+        # A plain yamux client still works on the same port.
+        plain = start(procs, "client", "--server", f"127.0.0.1:{ports['control']}", "--local-port", str(ports["local"]),
+                      "--token", "s3cret", "--tls-ca", str(crt))
+        code, out = client.wait(15)  # the WebSocket client is replaced by the newer plain one
+        assert code == 0 and "replaced by a newer client" in out, out
+        wait_until_served(ports["public"])
+        assert plain.alive()
+    finally:
+        service.stop()
+
+
+def test_tunnel_websocket_through_a_connect_proxy(ports, procs):
+    """ws:// through an HTTP proxy that allows only CONNECT to the control port."""
+    from connectproxy import ConnectProxy
+    service = LocalService(ports["local"])
+    proxy = ConnectProxy({f"127.0.0.1:{ports['control']}": ports["control"]})
+    try:
+        start(procs, "server", "--listen-addr", "127.0.0.1", "--control-port", str(ports["control"]),
+              "--public-port", str(ports["public"]), "--websocket")
+        wait_port(ports["control"])
+        start(procs, "client", "--server", f"ws://127.0.0.1:{ports['control']}/zrc-relay/v1", "--proxy", proxy.url,
+              "--local-port", str(ports["local"]))
+        wait_until_served(ports["public"])
+        assert get(ports["public"], 7) == (200, expected(7))
+        assert [o for _, o in proxy.outcomes()] == ["tunnel"]
+    finally:
+        proxy.close()
+        service.stop()

@@ -29,6 +29,8 @@ public final class NamedTunnelServer: Sendable {
         public var publicTLS: NIOSSLContext?
         /// TLS for the control connections; clear text when `nil`.
         public var controlTLS: NIOSSLContext?
+        /// `--websocket`: the control port also takes a WebSocket upgrade at this path.
+        public var websocketPath: String?
         /// The tunnels' domain.
         public var domain: String = "localhost"
         /// Which tokens are accepted.
@@ -278,15 +280,14 @@ public final class NamedTunnelServer: Sendable {
             return true
         }
         multiplexerSlot.set(multiplexer)
-        if let tls = configuration.controlTLS {
-            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
-        }
-        try channel.pipeline.syncOperations.addHandler(multiplexer)
+        try TunnelControlPipeline.install(on: channel, tls: configuration.controlTLS, websocketPath: configuration.websocketPath,
+                                          multiplexer: multiplexer, logger: log)
         log.debug("tunnel client connected; waiting for its hello")
         loop.scheduleTask(in: helloTimeout) {
             if !accepted.value {
                 log.warning("tunnel client sent no hello in time; closing")
                 multiplexer.close()
+                channel.close(promise: nil)  // also when yamux has not started (a WebSocket still upgrading)
             }
         }
         multiplexer.sessionClosed.whenSuccess { reason in
