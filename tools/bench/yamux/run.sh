@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Bulk throughput through one yamux stream and through the reverse tunnel, on loopback,
+# Bulk throughput through one yamux stream and through the reverse tunnel (its control
+# connection over TCP, TLS, ws or wss: CASES="tunnel tunnel_tls tunnel_ws tunnel_wss"), on loopback,
 # compared in the same run with hashicorp/yamux (Go, Debian's package) and with direct TCP.
 # Not a test: prints a table. Needs a release build (swift build -c release) and Go.
 #
@@ -59,6 +60,28 @@ tunnel() {    # public TCP -> tunnel server -> yamux -> tunnel client -> local T
     sleep 0.5
     "$TCPBULK" -connect 127.0.0.1:$pub -bytes "$1" -streams "$2" | mibs >>"$out"
 }
+tunnel_over() {  # $3: tcp | tls | ws | wss — how the tunnel client reaches the control port
+    l=$(port); c=$(port); pub=$(port)
+    [ -f "$work/ctl.crt" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/ctl.key" \
+        -out "$work/ctl.crt" -days 2 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1
+    tls=(); [ "$3" = tls ] || [ "$3" = wss ] && tls=(--tls-cert "$work/ctl.crt" --tls-key "$work/ctl.key")
+    "$TCPBULK" -listen 127.0.0.1:$l >/dev/null 2>&1 & pids="$pids $!"
+    "$BIN/zrc-relay" tunnel server --listen-addr 127.0.0.1 --control-port $c --public-port $pub --websocket "${tls[@]}" \
+        --log-level warning >/dev/null 2>&1 & pids="$pids $!"
+    wait_port $c
+    case $3 in
+        tcp) target=(--server 127.0.0.1:$c);;
+        tls) target=(--server 127.0.0.1:$c --tls-ca "$work/ctl.crt");;
+        ws) target=(--server ws://127.0.0.1:$c/zrc-relay/v1);;
+        wss) target=(--server wss://127.0.0.1:$c/zrc-relay/v1 --tls-ca "$work/ctl.crt");;
+    esac
+    "$BIN/zrc-relay" tunnel client "${target[@]}" --local-port $l --log-level warning >/dev/null 2>&1 & pids="$pids $!"
+    sleep 0.7
+    "$TCPBULK" -connect 127.0.0.1:$pub -bytes "$1" -streams "$2" | mibs >>"$out"
+}
+tunnel_tls() { tunnel_over "$1" "$2" tls; }
+tunnel_ws() { tunnel_over "$1" "$2" ws; }
+tunnel_wss() { tunnel_over "$1" "$2" wss; }
 
 echo "yamux bulk throughput, $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%Y-%m-%d)"
 echo "payload $BYTES bytes per stream, median of $RUNS runs, MiB/s (SHA-256 of every byte on both ends)"
@@ -79,6 +102,9 @@ for case in ${CASES:-tcp go_go go_swift swift_go swift_swift tunnel}; do
         swift_go) label="yamux: Swift client (YamuxNIO) -> Go server";;
         swift_swift) label="yamux: Swift -> Swift";;
         tunnel) label="reverse tunnel (zrc-relay tunnel, TCP in+out)";;
+        tunnel_tls) label="reverse tunnel, control over TLS";;
+        tunnel_ws) label="reverse tunnel, control over WebSocket (ws)";;
+        tunnel_wss) label="reverse tunnel, control over WebSocket (wss)";;
     esac
     printf '%-46s %12s %12s\n' "$label" "$m1" "$m8"
 done
