@@ -96,20 +96,7 @@ struct ProxyCommand: AsyncParsableCommand {
                     throw ExitCode(1)
                 }
             }
-            let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    for await signal in signals {
-                        logger.info("signal received; stopping", metadata: ["signal": "\(signal)"])
-                        await server.shutdown()
-                        return
-                    }
-                }
-                group.addTask { try? await server.waitUntilClosed() }
-                await group.next()
-                group.cancelAll()
-                await server.shutdown()
-            }
+            await serveUntilSignal(logger: logger, wait: { try? await server.waitUntilClosed() }, stop: { await server.shutdown() })
         }
     }
 

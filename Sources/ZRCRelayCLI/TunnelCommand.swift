@@ -211,24 +211,6 @@ struct TunnelCommand: AsyncParsableCommand {
                 try? await metricsListener?.close()
             })
         }
-
-        private func serveUntilSignal(logger: Logger, wait: @escaping @Sendable () async -> Void,
-                                      stop: @escaping @Sendable () async -> Void) async {
-            let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    for await signal in signals {
-                        logger.info("signal received; stopping", metadata: ["signal": "\(signal)"])
-                        await stop()
-                        return
-                    }
-                }
-                group.addTask { await wait() }
-                await group.next()
-                group.cancelAll()
-                await stop()
-            }
-        }
     }
 
     struct Client: AsyncParsableCommand {
@@ -354,4 +336,24 @@ func parseHostPort(_ text: String) throws -> (String, Int) {
     if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
     guard !host.isEmpty else { throw ValidationError("\"\(text)\" has no host") }
     return (host, port)
+}
+
+/// Runs a server until SIGTERM/SIGINT or until it closes by itself, then stops it (once the
+/// signal's stop or the final one; `stop` must tolerate a second call).
+func serveUntilSignal(logger: Logger, wait: @escaping @Sendable () async -> Void,
+                      stop: @escaping @Sendable () async -> Void) async {
+    let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+    await withTaskGroup(of: Void.self) { group in
+        group.addTask {
+            for await signal in signals {
+                logger.info("signal received; stopping", metadata: ["signal": "\(signal)"])
+                await stop()
+                return
+            }
+        }
+        group.addTask { await wait() }
+        await group.next()
+        group.cancelAll()
+        await stop()
+    }
 }

@@ -5,6 +5,24 @@ import socket
 import threading
 
 
+def pipe(src, dst):
+    """Copies src to dst until either ends, then shuts both down (one direction of a relay)."""
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 class ConnectProxy:
     def __init__(self, targets, refuse_alpn: bytes = b""):
         """`targets`: {"host:port" asked for: port on 127.0.0.1 actually dialled}."""
@@ -62,26 +80,10 @@ class ConnectProxy:
             client.settimeout(None)
             upstream.settimeout(None)
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
         except OSError:
             client.close()
 
-    @staticmethod
-    def _pipe(src, dst):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def outcomes(self):
         with self.lock:

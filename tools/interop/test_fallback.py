@@ -6,6 +6,7 @@ import ssl
 import time
 
 from conftest import run
+from connectproxy import pipe
 from test_quic_transport import exchange
 from yamuxpeer import FallbackPeer
 from zrcpeer import Peer, close_all, random_id
@@ -187,24 +188,7 @@ class TCPOnlyProxy:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src, dst):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
 
     def close(self):
         self.listener.close()
