@@ -51,6 +51,7 @@ public final class ResilientRelaySession: Sendable {
         case probed(Bool)
         case send([UInt8])
         case close
+        case release
     }
 
     public let states: AsyncStream<StateChange>
@@ -86,6 +87,9 @@ public final class ResilientRelaySession: Sendable {
 
     /// Ends the session.
     public func close() { inboxSink.yield(.close) }
+
+    /// Ends the allocation for both peers (RELEASE on the current connection), then the session.
+    public func release() { inboxSink.yield(.release) }
 
     /// Runs the session until it fails or is closed; returns the final state.
     @discardableResult
@@ -201,6 +205,11 @@ public final class ResilientRelaySession: Sendable {
                 perform(machine.send(payload))
             case .close:
                 perform(machine.close(now: now))
+            case .release:
+                current?.release()
+                // Let RELEASE leave before the connection closes.
+                try? await Task.sleep(for: .milliseconds(100))
+                perform(machine.close(now: clock.now - origin))
             }
             if machine.state.isFinal { break }
         }

@@ -254,7 +254,9 @@ extension ClientCommand {
             abstract: "Measure RTT and loss through a relay.",
             discussion: """
                 With --key, mints a token for two fresh peers and runs both (this process echoes). \
-                With --token and --peer, pings a remote `client echo` bound as the other peer.
+                With --token and --peer, pings a remote `client echo` bound as the other peer. \
+                Runs the resilient session of `client connect` (--transport auto: QUIC, TCP, WebSocket; at most \
+                3 attempts) and prints its state lines on stderr; the allocation is released at the end.
                 """)
 
         @OptionGroup var target: RelayTarget
@@ -293,8 +295,11 @@ extension ClientCommand {
             let (address, name) = try target.resolve()
             let endpoint = try target.makeEndpoint(for: address)
             defer { endpoint.stop() }
-            let pinger: RelayClient
-            var echoTask: Task<Void, Never>?
+            var configuration = ClientSessionMachine.Configuration(relay: target.hostPort, transports: target.sessionTransports)
+            configuration.maxAttempts = 3
+            let options = try target.sessionOptions(serverName: name)
+            var echo: ResilientRelaySession?
+            let pinger: ResilientRelaySession
             if let key {
                 let signingKey = try TokenCommand.readKey(key)
                 let a = PeerID(high: .random(in: 0...UInt64.max), low: 1), b = PeerID(high: .random(in: 0...UInt64.max), low: 2)
@@ -303,33 +308,40 @@ extension ClientCommand {
                     signingKey: signingKey, audience: nil,
                     allocationID: AllocationID(high: .random(in: 0...UInt64.max), low: .random(in: 0...UInt64.max)),
                     peerA: a, peerB: b, issuedAt: now, expiresAt: now + 3600, tier: Tier(name: tier) ?? .unlimited)
-                let echo = try await target.connect(endpoint: endpoint, address: address, serverName: name, peerID: b, token: minted.bytes)
-                echoTask = Task {
-                    for await event in echo.events { if case .datagram(let d) = event { echo.send(d) } }
-                }
-                pinger = try await target.connect(endpoint: endpoint, address: address, serverName: name, peerID: a, token: minted.bytes)
+                echo = ResilientRelaySession(endpoint: endpoint, configuration: configuration, options: options, peerID: b, token: minted.bytes)
+                pinger = ResilientRelaySession(endpoint: endpoint, configuration: configuration, options: options, peerID: a, token: minted.bytes)
             } else {
                 let credentials = try PeerCredentials.parse(["--token", token ?? "", "--peer", peer ?? ""]).parse()
-                pinger = try await target.connect(endpoint: endpoint, address: address, serverName: name, peerID: credentials.1, token: credentials.0)
+                pinger = ResilientRelaySession(endpoint: endpoint, configuration: configuration, options: options,
+                                               peerID: credentials.1, token: credentials.0)
             }
-            defer { echoTask?.cancel() }
-            // Wait for pairing.
-            let paired = await pinger.next(timeout: .seconds(10)) { event in
-                if case .frame(.peer(.paired)) = event { return true }
-                if case .frame(.error) = event { return true }
-                if case .closed = event { return true }
-                return false
+            // State lines on stderr, as `client connect` prints them; `paired` releases the pings.
+            let paired = PairedSignal()
+            let printer = Task {
+                for await change in pinger.states {
+                    stderr("\(Self.stamp(change.at)) state=\(change.state) reason=\(change.reason)")
+                    if change.state == .paired { await paired.set(true) }
+                    if change.state.isFinal { await paired.set(false) }
+                }
             }
-            guard case .frame(.peer(.paired))? = paired else {
-                stderr("not paired: \(paired.map { if case .frame(let f) = $0 { describe(f) } else { "\($0)" } } ?? "timeout")")
+            let running = [echo, pinger].compactMap { $0 }.map { session in Task { await session.run() } }
+            let echoing = echo.map { echo in Task { for await d in echo.datagrams { echo.send(d) } } }
+            defer {
+                echoing?.cancel()
+                printer.cancel()
+            }
+            guard await paired.wait(timeout: .seconds(30)) else {
+                stderr("not paired")
+                pinger.close()
+                echo?.close()
+                for task in running { _ = await task.value }
                 throw ExitCode(1)
             }
             let clock = ContinuousClock()
             let origin = clock.now
             let rtts = RTTCollector()
             let receiver = Task {
-                for await event in pinger.events {
-                    guard case .datagram(let d) = event, d.count >= 12 else { continue }
+                for await d in pinger.datagrams where d.count >= 12 {
                     var sentNanos: UInt64 = 0
                     for i in 4..<12 { sentNanos = sentNanos << 8 | UInt64(d[i]) }
                     let elapsed = clock.now - origin
@@ -361,8 +373,39 @@ extension ClientCommand {
             print(String(format: "sent %d received %d loss %.2f%% rtt_us p50 %.0f p99 %.0f max %.0f",
                          count, received, loss, percentile(0.5), percentile(0.99), percentile(1.0)))
             pinger.release()
-            try? await Task.sleep(for: .milliseconds(100))
+            echo?.close()
+            for task in running { _ = await task.value }
         }
+
+        static func stamp(_ date: Date) -> String {
+            let formatter = ISO8601DateFormatter()
+            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+            return formatter.string(from: date)
+        }
+    }
+}
+
+/// Set once the pinging session is paired (true) or has ended (false).
+actor PairedSignal {
+    private var value: Bool?
+    private var waiters: [CheckedContinuation<Bool, Never>] = []
+
+    func set(_ paired: Bool) {
+        guard value == nil else { return }
+        value = paired
+        for waiter in waiters { waiter.resume(returning: paired) }
+        waiters.removeAll()
+    }
+
+    /// Whether it paired within `timeout`.
+    func wait(timeout: Duration) async -> Bool {
+        if let value { return value }
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            await self?.set(false)
+        }
+        defer { timer.cancel() }
+        return await withCheckedContinuation { waiters.append($0) }
     }
 }
 
