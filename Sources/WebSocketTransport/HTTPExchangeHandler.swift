@@ -129,17 +129,26 @@ final class HTTPExchangeHandler: ChannelInboundHandler, RemovableChannelHandler,
 }
 
 
-/// Keeps a copy of the first 4 KiB that arrive, passing everything on.
+/// Keeps a copy of the first 4 KiB that arrive, passing everything on; an answer that runs
+/// past 64 KiB before the exchange ends (a hostile proxy or server) closes the connection.
 final class RawResponseTap: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
     // @unchecked Sendable: confined to the channel's event loop.
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
+    static let answerLimit = 64 * 1024
     private(set) var bytes: [UInt8] = []
+    private var seen = 0
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         if bytes.count < 4096 { bytes += buffer.readableBytesView.prefix(4096 - bytes.count) }
+        seen += buffer.readableBytes
+        guard seen <= Self.answerLimit else {
+            context.fireErrorCaught(HTTPExchangeRefusal(stage: "answer", statusLine: "", body: "", problem: "answer over 64 KiB"))
+            context.close(promise: nil)
+            return
+        }
         context.fireChannelRead(data)
     }
 }
