@@ -186,7 +186,9 @@ struct DiagnoseRunner {
             }
         }
         let other = parsed.peerA == peer ? parsed.peerB : parsed.peerA
-        diagnosis.record(.ok(.token, "valid for \(parsed.expiresAt - now) s more, tier \(parsed.tier)" + (command.trusted == nil ? "" : ", signer trusted")))
+        let audience = parsed.audience.allSatisfy { $0 == 0 } ? "any relay" : "one audience (must match the relay's auth.audience)"
+        diagnosis.record(.ok(.token, "valid for \(parsed.expiresAt - now) s more, tier \(parsed.tier), for \(audience)"
+            + (command.trusted == nil ? "" : ", signer trusted")))
         return (parsed.bytes, peer, other)
     }
 
