@@ -15,7 +15,7 @@ import YamuxNIO
 /// thread (`sendControl`, `sendDatagram`, `close`), which hop here.
 final class FallbackConnection: RelayPeerLink, @unchecked Sendable {
     // @unchecked Sendable: mutable state is confined to `eventLoop`; `queuedOutboundBytes`
-    // is atomic; the rest is immutable.
+    // is atomic, `outbox` behind its mutex; the rest is immutable.
 
     /// Datagrams queued towards the client beyond this are dropped (`queue_full`), as QUIC
     /// drops what its send queue cannot take: a slow TCP reader loses datagrams, it never
@@ -43,6 +43,12 @@ final class FallbackConnection: RelayPeerLink, @unchecked Sendable {
     private var closed = false
     private var unexpectedStreamLog = LogThrottle<Int>()
     private let queuedOutboundBytes = Atomic<Int>(0)
+    /// Framed datagrams from the relay's thread not yet handed to stream 3.
+    private struct Outbox {
+        var bytes = ByteBuffer()
+        var drainScheduled = false
+    }
+    private let outbox = Mutex(Outbox())
 
     init(remoteAddress: TransportAddress, localHost: String, eventLoop: any EventLoop, relay: RelayServer, logger: Logger) {
         self.remoteAddress = remoteAddress
@@ -198,22 +204,41 @@ final class FallbackConnection: RelayPeerLink, @unchecked Sendable {
         }
     }
 
+    /// Datagrams are appended to one outbox and written to stream 3 in one piece per hop to
+    /// the channel's loop: a burst costs one yamux write, one TLS record and one syscall, not
+    /// one of each per datagram.
     func sendDatagram(_ payload: UnsafeRawBufferPointer) -> Bool {
-        guard let buffer = FallbackWire.framedDatagram(payload) else { return false }
-        let size = buffer.readableBytes
+        guard payload.count <= FallbackWire.maximumDatagramLength else { return false }
+        let size = 2 + payload.count
         let queued = queuedOutboundBytes.add(size, ordering: .relaxed).newValue
         guard queued <= Self.outboundQueueLimit else {
             queuedOutboundBytes.subtract(size, ordering: .relaxed)
             return false
         }
-        eventLoop.execute { [self] in
-            guard let stream = self.datagramStream else {
-                self.queuedOutboundBytes.subtract(size, ordering: .relaxed)
-                return
-            }
-            stream.write(buffer).whenComplete { _ in self.queuedOutboundBytes.subtract(size, ordering: .relaxed) }
+        let mustSchedule = outbox.withLock { outbox in
+            FallbackWire.writeDatagram(payload, into: &outbox.bytes)
+            defer { outbox.drainScheduled = true }
+            return !outbox.drainScheduled
         }
+        if mustSchedule { eventLoop.execute { [self] in self.drainOutbox() } }
         return true
+    }
+
+    /// On the channel's loop: everything queued since the last drain, as one write.
+    private func drainOutbox() {
+        let bytes = outbox.withLock { outbox -> ByteBuffer in
+            let taken = outbox.bytes
+            outbox.bytes = ByteBuffer()
+            outbox.drainScheduled = false
+            return taken
+        }
+        let size = bytes.readableBytes
+        guard size > 0 else { return }
+        guard let stream = datagramStream else {
+            queuedOutboundBytes.subtract(size, ordering: .relaxed)
+            return
+        }
+        stream.write(bytes).whenComplete { _ in self.queuedOutboundBytes.subtract(size, ordering: .relaxed) }
     }
 
     func close(code: RelayErrorCode) {
