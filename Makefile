@@ -14,7 +14,7 @@ run: deps build-release
 ## make test: install what is missing, build, run the Swift tests and the interop tests.
 test: test-deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	timeout 1200 $(SWIFT) test --skip-build
 	.build/debug/zrc-fuzz-replay --seconds 3
 	ZRC_BIN=$(CURDIR)/$(BIN_DEBUG) $(PYTHON) -m pytest -q tools/interop
 	bash tools/bench/relay/run.sh --smoke --zrc-bin $(CURDIR)/$(BIN_DEBUG)

@@ -202,7 +202,7 @@ public final class RedisConnection: Sendable {
         let loop = channel.eventLoop
         let promises = commands.map { _ in loop.makePromise(of: RESPValue.self) }
         for (command, promise) in zip(commands, promises) {
-            channel.write(RedisRequest(bytes: RESPEncoder.command(command), replies: 1, promise: promise), promise: nil)
+            channel.write(RedisRequest(bytes: RESPEncoder.command(command), replies: 1, promise: promise), promise: Self.failing(promise, on: loop))
         }
         channel.flush()
         let all = EventLoopFuture.whenAllComplete(promises.map(\.futureResult), on: loop)
@@ -229,8 +229,19 @@ public final class RedisConnection: Sendable {
 
     private func call(_ bytes: [UInt8], replies: Int, timeout: Duration, label: String) async throws(RedisError) -> RESPValue {
         let promise = channel.eventLoop.makePromise(of: RESPValue.self)
-        channel.writeAndFlush(RedisRequest(bytes: bytes, replies: replies, promise: promise), promise: nil)
+        channel.writeAndFlush(RedisRequest(bytes: bytes, replies: replies, promise: promise),
+                              promise: Self.failing(promise, on: channel.eventLoop))
         return try await withTimeout(promise.futureResult, timeout: timeout, label: label)
+    }
+
+    /// A write promise that fails `reply` when the write fails. A request written after the
+    /// connection closed (a TLS handshake that failed right after connect, say) never reaches
+    /// the handler that would answer or fail it, and its caller would wait forever; failing a
+    /// reply the handler already failed is a no-op.
+    private static func failing(_ reply: EventLoopPromise<RESPValue>, on loop: any EventLoop) -> EventLoopPromise<Void> {
+        let written = loop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { _ in reply.fail(RedisError.closed) }
+        return written
     }
 
     private func withTimeout<T: Sendable>(_ future: EventLoopFuture<T>, timeout: Duration, label: String) async throws(RedisError) -> T {
