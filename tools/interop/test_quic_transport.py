@@ -224,17 +224,24 @@ def test_idle_timeout_releases_a_vanished_client(relay_factory):
     relay = relay_factory("--quic.max-idle-timeout", "2s", "--limits.keepalive-interval", "1s")
     proxy = UDPProxy(relay.port)
 
+    def wait_for_log(text, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and text not in relay.logs():
+            time.sleep(0.05)
+        return text in relay.logs()
+
     async def go():
         a = await Peer.open("127.0.0.1", proxy.port)
+        assert wait_for_log("connection established", 5), \
+            f"the relay never saw the handshake (proxy {proxy.port} → {relay.port}, {len(proxy.server_packets)} packets back)\n{relay.logs()}"
         # The client vanishes: nothing passes the proxy any more.
         proxy.running = False
-        await asyncio.sleep(4.0)
+        assert wait_for_log("idle timeout", 6), relay.logs()
         a.protocol._quic._close_event = None
     try:
         run(go())
     finally:
         proxy.close()
-    assert "idle timeout" in relay.logs()
 
 
 def test_fifty_concurrent_connections_route_correctly(relay):
