@@ -106,12 +106,11 @@ public final class RelayClient: RelaySessionDelegate, @unchecked Sendable {
     }
 
     /// QUIC first; when the relay does not answer over QUIC within `quicTimeout` (UDP blocked,
-    /// handshake failed), the TCP fallback; when that fails too and `websocketPath` is given,
-    /// WebSocket on the same address (DESIGN §8, §9).
+    /// handshake failed), the TCP fallback (DESIGN §8, §9). `ResilientRelaySession` goes on to
+    /// WebSocket as well.
     public static func connectWithFallback(client: RelayClientEndpoint, relay: TransportAddress, serverName: String? = nil,
                                            peerID: PeerID, token: [UInt8], quicTimeout: Duration = .seconds(3),
-                                           tls: Bool = true, caPath: String? = nil, proxy: HTTPProxy? = nil,
-                                           websocketPath: String? = nil, host: String? = nil) async throws -> RelayClient {
+                                           tls: Bool = true, caPath: String? = nil) async throws -> RelayClient {
         let quicError: String
         do {
             let quic = try await connect(client: client, relay: relay, serverName: serverName, peerID: peerID, token: token)
@@ -121,20 +120,11 @@ public final class RelayClient: RelaySessionDelegate, @unchecked Sendable {
         } catch {
             quicError = "\(error)"
         }
-        let tcpError: String
         do {
             return try await connectTCP(client: client, relay: relay, serverName: serverName, peerID: peerID, token: token,
-                                        tls: tls, caPath: caPath, proxy: proxy, timeout: quicTimeout)
+                                        tls: tls, caPath: caPath)
         } catch {
-            tcpError = "\(error)"
-        }
-        guard let websocketPath else { throw RelayClientError.unreachable(quic: quicError, tcp: tcpError, websocket: nil) }
-        let address = WebSocketAddress(tls: tls, host: host ?? relay.hostString, port: Int(relay.port), path: websocketPath)
-        do {
-            return try await connectWebSocket(client: client, address: address, serverName: serverName, peerID: peerID, token: token,
-                                              caPath: caPath, proxy: proxy)
-        } catch {
-            throw RelayClientError.unreachable(quic: quicError, tcp: tcpError, websocket: "\(error)")
+            throw RelayClientError.unreachable(quic: quicError, tcp: "\(error)")
         }
     }
 

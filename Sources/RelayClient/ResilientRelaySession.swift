@@ -240,7 +240,7 @@ public final class ResilientRelaySession: Sendable {
                                                               peerID: peerID, token: token, tls: options.tls,
                                                               caPath: options.caPath, proxy: options.proxy, timeout: timeout)
                 case .websocket:
-                    guard let (host, port) = Self.split(address) else { throw RelayClientError.badAddress(address) }
+                    guard let (host, port) = HostPortParser.split(address) else { throw RelayClientError.badAddress(address) }
                     let target = WebSocketAddress(tls: options.tls, host: host, port: port, path: options.websocketPath)
                     client = try await RelayClient.connectWebSocket(client: endpoint, address: target, serverName: options.serverName,
                                                                     peerID: peerID, token: token, caPath: options.caPath,
@@ -265,16 +265,7 @@ public final class ResilientRelaySession: Sendable {
 
     /// `host:port` or `[v6]:port`, resolved.
     static func resolve(_ address: String) -> TransportAddress? {
-        guard let (host, port) = split(address) else { return nil }
+        guard let (host, port) = HostPortParser.split(address) else { return nil }
         return TransportAddress.resolve(host: host, port: UInt16(port))
     }
-
-    /// `host:port` or `[v6]:port` into its parts (the host without brackets).
-    public static func split(_ address: String) -> (String, Int)? {
-        guard let colon = address.lastIndex(of: ":"), let port = UInt16(address[address.index(after: colon)...]), port > 0 else { return nil }
-        var host = String(address[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return host.isEmpty ? nil : (host, Int(port))
-    }
 }
-

@@ -153,8 +153,8 @@ final class TCPRelaySession: Sendable {
 
 /// Why a relay client could not connect.
 public enum RelayClientError: Error, CustomStringConvertible, Sendable {
-    /// No transport got an answer from the relay (each with its reason; WebSocket `nil` when not tried).
-    case unreachable(quic: String, tcp: String, websocket: String?)
+    /// Neither QUIC nor the TCP fallback got an answer from the relay.
+    case unreachable(quic: String, tcp: String)
     /// The TCP fallback (or WebSocket) connected but was refused.
     case fallbackRefused(String)
     /// An address that is not `host:port` or does not resolve.
@@ -164,8 +164,7 @@ public enum RelayClientError: Error, CustomStringConvertible, Sendable {
 
     public var description: String {
         switch self {
-        case .unreachable(let quic, let tcp, let websocket):
-            return "relay unreachable: QUIC: \(quic); TCP fallback: \(tcp)" + (websocket.map { "; WebSocket: \($0)" } ?? "")
+        case .unreachable(let quic, let tcp): return "relay unreachable: QUIC: \(quic); TCP fallback: \(tcp)"
         case .fallbackRefused(let why): return "TCP fallback refused: \(why)"
         case .badAddress(let address): return "cannot resolve relay address \(address)"
         case .unsupportedTransport(let name): return "transport \(name) is not in this build"

@@ -195,14 +195,7 @@ public final class TunnelClient: Sendable {
                             try channel.pipeline.syncOperations.addHandler(
                                 NIOSSLClientHandler(context: tls, serverHostname: isAddress ? nil : serverHost))
                         }
-                        let multiplexer = YamuxMultiplexer(
-                            role: .client, configuration: self.configuration.yamux, eventLoop: channel.eventLoop
-                        ) { stream in
-                            self.bridgeToLocalService(stream)
-                            return true
-                        }
-                        multiplexerBox.set(multiplexer)
-                        try channel.pipeline.syncOperations.addHandler(multiplexer)
+                        multiplexerBox.set(try self.addSession(to: channel))
                     }
                 }
                 .connect(host: configuration.serverHost, port: configuration.serverPort).get()
@@ -228,19 +221,23 @@ public final class TunnelClient: Sendable {
             throw TunnelError.serverUnreachable("\(address)", underlying: "\(error)")
         }
         do {
-            let multiplexer = try await channel.eventLoop.submit {
-                let multiplexer = YamuxMultiplexer(role: .client, configuration: self.configuration.yamux, eventLoop: channel.eventLoop) { stream in
-                    self.bridgeToLocalService(stream)
-                    return true
-                }
-                try channel.pipeline.syncOperations.addHandler(multiplexer)
-                return multiplexer
-            }.get()
+            let multiplexer = try await channel.eventLoop.submit { try self.addSession(to: channel) }.get()
             return (channel, multiplexer)
         } catch {
             try? await channel.close()
             throw TunnelError.serverUnreachable("\(address)", underlying: "connection set-up failed: \(error)")
         }
+    }
+
+    /// The yamux session (client role) at the end of `channel`'s pipeline; every stream the
+    /// server opens is bridged to the local service. On the channel's loop.
+    private func addSession(to channel: any Channel) throws -> YamuxMultiplexer {
+        let multiplexer = YamuxMultiplexer(role: .client, configuration: configuration.yamux, eventLoop: channel.eventLoop) { stream in
+            self.bridgeToLocalService(stream)
+            return true
+        }
+        try channel.pipeline.syncOperations.addHandler(multiplexer)
+        return multiplexer
     }
 
     private func bridgeToLocalService(_ stream: YamuxStreamChannel) {

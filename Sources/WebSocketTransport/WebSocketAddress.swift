@@ -48,9 +48,10 @@ public struct WebSocketAddress: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(tls ? "wss" : "ws")://\(authority)\(path)" }
 }
 
-/// `host[:port]` with IPv6 in brackets.
-enum HostPortParser {
-    static func split(_ authority: String, defaultPort: Int?) -> (String, Int)? {
+/// `host[:port]` with IPv6 in brackets (the host comes back without them).
+public enum HostPortParser {
+    /// `nil` for an empty host, a bad port, or no port when there is no `defaultPort`.
+    public static func split(_ authority: String, defaultPort: Int? = nil) -> (String, Int)? {
         var host: Substring
         var portText: Substring?
         if authority.hasPrefix("[") {

@@ -48,7 +48,7 @@ public enum WebSocketHandshake {
         guard tokens(headers, "Upgrade").contains("websocket") else {
             return .refuse(status: .upgradeRequired, reason: "this path needs a WebSocket upgrade")
         }
-        guard headers["Sec-WebSocket-Version"].map({ $0.trimmingSpaces }) == [version] else {
+        guard headers["Sec-WebSocket-Version"].map({ $0.trimmingCharacters(in: .whitespaces) }) == [version] else {
             return .refuse(status: .upgradeRequired, reason: "only WebSocket version 13 is spoken here")
         }
         guard head.method == .GET else { return .refuse(status: .badRequest, reason: "a WebSocket upgrade is a GET") }
@@ -59,10 +59,10 @@ public enum WebSocketHandshake {
             return .refuse(status: .badRequest, reason: "Connection: Upgrade is missing")
         }
         let keys = headers["Sec-WebSocket-Key"]
-        guard keys.count == 1, let key = keys.first?.trimmingSpaces, decodedLength(ofBase64: key) == 16 else {
+        guard keys.count == 1, let key = keys.first?.trimmingCharacters(in: .whitespaces), decodedLength(ofBase64: key) == 16 else {
             return .refuse(status: .badRequest, reason: "Sec-WebSocket-Key is missing or malformed")
         }
-        guard headers["Sec-WebSocket-Protocol"].flatMap({ $0.split(separator: ",") }).map({ String($0).trimmingSpaces })
+        guard headers["Sec-WebSocket-Protocol"].flatMap({ $0.split(separator: ",") }).map({ String($0).trimmingCharacters(in: .whitespaces) })
             .contains(subprotocol) else {
             return .refuse(status: .badRequest, reason: "Sec-WebSocket-Protocol must offer \(subprotocol)")
         }
@@ -75,10 +75,10 @@ public enum WebSocketHandshake {
         guard tokens(head.headers, "Upgrade").contains("websocket"), tokens(head.headers, "Connection").contains("upgrade") else {
             return "the 101 answer lacks Upgrade: websocket / Connection: Upgrade"
         }
-        guard head.headers["Sec-WebSocket-Accept"].map({ $0.trimmingSpaces }) == [accept(forKey: key)] else {
+        guard head.headers["Sec-WebSocket-Accept"].map({ $0.trimmingCharacters(in: .whitespaces) }) == [accept(forKey: key)] else {
             return "the 101 answer has a wrong Sec-WebSocket-Accept"
         }
-        guard head.headers["Sec-WebSocket-Protocol"].map({ $0.trimmingSpaces }) == [subprotocol] else {
+        guard head.headers["Sec-WebSocket-Protocol"].map({ $0.trimmingCharacters(in: .whitespaces) }) == [subprotocol] else {
             return "the server did not agree on subprotocol \(subprotocol)"
         }
         return nil
@@ -109,7 +109,7 @@ public enum WebSocketHandshake {
 
     /// Comma-separated tokens of every `name` header, lowercased.
     private static func tokens(_ headers: HTTPHeaders, _ name: String) -> [String] {
-        headers[name].flatMap { $0.split(separator: ",") }.map { String($0).trimmingSpaces.lowercased() }
+        headers[name].flatMap { $0.split(separator: ",") }.map { String($0).trimmingCharacters(in: .whitespaces).lowercased() }
     }
 
     /// The byte count a padded base64 string decodes to, `nil` when it is not base64.
@@ -118,13 +118,4 @@ public enum WebSocketHandshake {
     }
 
     static func base64(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
-}
-
-extension String {
-    var trimmingSpaces: String {
-        var view = Substring(self)
-        while let first = view.first, first == " " || first == "\t" { view = view.dropFirst() }
-        while let last = view.last, last == " " || last == "\t" { view = view.dropLast() }
-        return String(view)
-    }
 }

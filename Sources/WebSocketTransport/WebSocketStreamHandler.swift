@@ -167,7 +167,7 @@ public final class WebSocketStreamHandler: ChannelDuplexHandler, RemovableChanne
         heartbeat?.cancel()
         lingerTimer?.cancel()
         failPending(ChannelError.ioOnClosedChannel)
-        reportEnd(ending ?? Ending(code: nil, reason: "connection closed", byPeer: true))
+        onEnd(ending ?? Ending(code: nil, reason: "connection closed", byPeer: true))
         context.fireChannelInactive()
     }
 
@@ -264,9 +264,5 @@ public final class WebSocketStreamHandler: ChannelDuplexHandler, RemovableChanne
         let promises = pendingPromises
         pendingPromises = []
         for promise in promises { promise.fail(error) }
-    }
-
-    private func reportEnd(_ ending: Ending) {
-        onEnd(ending)
     }
 }

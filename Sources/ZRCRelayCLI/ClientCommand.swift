@@ -77,7 +77,7 @@ struct RelayTarget: ParsableArguments {
     }
 
     func chosenProxy() throws -> HTTPProxy? {
-        let host = websocketURL?.host ?? ResilientRelaySession.split(relay)?.0 ?? relay
+        let host = websocketURL?.host ?? HostPortParser.split(relay)?.0 ?? relay
         do {
             return try HTTPProxy.choose(explicit: proxy, environment: ProcessInfo.processInfo.environment, targetHost: host)
         } catch {
@@ -85,34 +85,15 @@ struct RelayTarget: ParsableArguments {
         }
     }
 
-    /// Opens one peer's session with the chosen transport.
-    func connect(endpoint: RelayClientEndpoint, address: TransportAddress, serverName: String?, peerID: PeerID,
-                 token: [UInt8]) async throws -> RelayClient {
-        let options = try sessionOptions(serverName: serverName)
-        if let url = websocketURL {
-            return try await RelayClient.connectWebSocket(client: endpoint, address: url, serverName: serverName, peerID: peerID,
-                                                          token: token, caPath: ca, proxy: options.proxy)
-        }
-        let host = ResilientRelaySession.split(relay)?.0 ?? address.hostString
-        switch transport {
-        case .quic:
-            return try await RelayClient.connect(client: endpoint, relay: address, serverName: serverName, peerID: peerID, token: token)
-        case .tcp:
-            return try await RelayClient.connectTCP(client: endpoint, relay: address, serverName: serverName, peerID: peerID,
-                                                    token: token, tls: !plainTcp, caPath: ca, proxy: options.proxy)
-        case .websocket:
-            let url = WebSocketAddress(tls: !plainTcp, host: host, port: Int(address.port), path: options.websocketPath)
-            return try await RelayClient.connectWebSocket(client: endpoint, address: url, serverName: serverName, peerID: peerID,
-                                                          token: token, caPath: ca, proxy: options.proxy)
-        case .auto:
-            return try await RelayClient.connectWithFallback(client: endpoint, relay: address, serverName: serverName, peerID: peerID,
-                                                             token: token, tls: !plainTcp, caPath: ca, proxy: options.proxy,
-                                                             websocketPath: options.websocketPath, host: host)
-        }
+    /// The relay's WebSocket address: the `--relay` URL, else `wss://host:port/zrc-relay/v1`
+    /// on the relay's address (`ws://` with `--plain-tcp`).
+    func websocketAddress(for address: TransportAddress) -> WebSocketAddress {
+        websocketURL ?? WebSocketAddress(tls: !plainTcp, host: HostPortParser.split(relay)?.0 ?? address.hostString,
+                                         port: Int(address.port), path: "/zrc-relay/v1")
     }
 
     func resolve() throws -> (TransportAddress, String?) {
-        guard let (host, port) = ResilientRelaySession.split(hostPort) else {
+        guard let (host, port) = HostPortParser.split(hostPort) else {
             throw ValidationError("--relay must be HOST:PORT or wss://HOST:PORT/PATH")
         }
         guard let address = TransportAddress.resolve(host: host, port: UInt16(port)) else { throw ValidationError("cannot resolve \(host)") }
@@ -133,22 +114,6 @@ struct RelayTarget: ParsableArguments {
         let endpoint = try RelayClientEndpoint(configuration: quic, bindAddress: any, logger: logger)
         try endpoint.start()
         return endpoint
-    }
-}
-
-extension RelayTarget {
-    /// Starts a client endpoint and binds one peer with `credentials`.
-    func bind(_ credentials: PeerCredentials) async throws -> (RelayClientEndpoint, RelayClient) {
-        let (address, name) = try resolve()
-        let (token, peer) = try credentials.parse()
-        let endpoint = try makeEndpoint(for: address)
-        do {
-            let client = try await connect(endpoint: endpoint, address: address, serverName: name, peerID: peer, token: token)
-            return (endpoint, client)
-        } catch {
-            endpoint.stop()
-            throw error
-        }
     }
 }
 
@@ -337,27 +302,12 @@ extension ClientCommand {
                 for task in running { _ = await task.value }
                 throw ExitCode(1)
             }
-            let clock = ContinuousClock()
-            let origin = clock.now
             let rtts = RTTCollector()
             let receiver = Task {
-                for await d in pinger.datagrams where d.count >= 12 {
-                    var sentNanos: UInt64 = 0
-                    for i in 4..<12 { sentNanos = sentNanos << 8 | UInt64(d[i]) }
-                    let elapsed = clock.now - origin
-                    let nowNanos = UInt64(elapsed.components.seconds) * 1_000_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000)
-                    await rtts.add(sequence: UInt32(d[0]) << 24 | UInt32(d[1]) << 16 | UInt32(d[2]) << 8 | UInt32(d[3]),
-                                   rtt: nowNanos &- sentNanos)
-                }
+                for await d in pinger.datagrams { await rtts.receive(d) }
             }
             for sequence in 0..<count {
-                let elapsed = clock.now - origin
-                let nanos = UInt64(elapsed.components.seconds) * 1_000_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000)
-                var payload = [UInt8](repeating: 0, count: size)
-                let s = UInt32(sequence)
-                payload[0] = UInt8(s >> 24); payload[1] = UInt8(s >> 16 & 0xFF); payload[2] = UInt8(s >> 8 & 0xFF); payload[3] = UInt8(s & 0xFF)
-                for i in 0..<8 { payload[4 + i] = UInt8(truncatingIfNeeded: nanos >> (56 - 8 * UInt64(i))) }
-                pinger.send(payload)
+                pinger.send(rtts.probe(sequence: UInt32(sequence), size: size))
                 if interval > 0 { try await Task.sleep(for: .milliseconds(interval)) }
             }
             try await Task.sleep(for: .seconds(1))
@@ -365,9 +315,7 @@ extension ClientCommand {
             let samples = await rtts.sorted()
             let received = samples.count
             func percentile(_ p: Double) -> Double {
-                guard !samples.isEmpty else { return .nan }
-                let index = min(samples.count - 1, Int((p * Double(samples.count)).rounded(.up)) - 1)
-                return Double(samples[max(0, index)]) / 1000
+                RTTCollector.percentile(p, of: samples).map { Double($0) / 1000 } ?? .nan
             }
             let loss = Double(count - received) / Double(count) * 100
             print(String(format: "sent %d received %d loss %.2f%% rtt_us p50 %.0f p99 %.0f max %.0f",
@@ -410,11 +358,49 @@ actor PairedSignal {
 }
 
 /// Round-trip samples, deduplicated by sequence number.
+/// Probes are `sequence u32 | sent nanoseconds u64 | padding` (big-endian), echoed back by the
+/// other peer; `client ping` and `client diagnose` both send and time them this way.
 actor RTTCollector {
+    private let clock = ContinuousClock()
+    private let origin: ContinuousClock.Instant
     private var samples: [UInt32: UInt64] = [:]
-    func add(sequence: UInt32, rtt: UInt64) { if samples[sequence] == nil { samples[sequence] = rtt } }
+
+    init() {
+        origin = clock.now
+    }
+
+    /// Nanoseconds since the collector was made.
+    nonisolated func elapsedNanoseconds() -> UInt64 {
+        let elapsed = clock.now - origin
+        return UInt64(elapsed.components.seconds) * 1_000_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000)
+    }
+
+    /// A probe of `size` bytes (at least 12) stamped now.
+    nonisolated func probe(sequence: UInt32, size: Int) -> [UInt8] {
+        var payload = [UInt8](repeating: 0, count: max(12, size))
+        let sent = elapsedNanoseconds()
+        for i in 0..<4 { payload[i] = UInt8(truncatingIfNeeded: sequence >> (24 - 8 * UInt32(i))) }
+        for i in 0..<8 { payload[4 + i] = UInt8(truncatingIfNeeded: sent >> (56 - 8 * UInt64(i))) }
+        return payload
+    }
+
+    /// Records an echoed probe (shorter datagrams are ignored); the first copy of each counts.
+    func receive(_ datagram: [UInt8]) {
+        guard datagram.count >= 12 else { return }
+        let now = elapsedNanoseconds()
+        let sequence = datagram[0..<4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        let sent = datagram[4..<12].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        if samples[sequence] == nil { samples[sequence] = now &- sent }
+    }
+
     func sorted() -> [UInt64] { samples.values.sorted() }
-    func samplesContain(_ sequence: UInt32) -> Bool { samples[sequence] != nil }
+    func contains(sequence: UInt32) -> Bool { samples[sequence] != nil }
+
+    /// The `p` quantile of sorted samples (nanoseconds), `nil` when there are none.
+    static func percentile(_ p: Double, of sorted: [UInt64]) -> UInt64? {
+        guard !sorted.isEmpty else { return nil }
+        return sorted[min(sorted.count - 1, max(0, Int((p * Double(sorted.count)).rounded(.up)) - 1))]
+    }
 }
 
 /// `--max-attempts` and the session run shared by `client connect` and `client echo`.

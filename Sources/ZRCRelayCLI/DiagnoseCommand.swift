@@ -72,7 +72,7 @@ struct DiagnoseRunner {
     private var target: RelayTarget { command.target }
 
     mutating func run() async -> ClientDiagnosis {
-        guard let (host, port) = ResilientRelaySession.split(target.hostPort) else {
+        guard let (host, port) = HostPortParser.split(target.hostPort) else {
             diagnosis.record(.fail(.dns, target.relay, .init(.configuration, "bad_address", "--relay must be HOST:PORT or wss://HOST:PORT/PATH")))
             return diagnosis
         }
@@ -277,30 +277,16 @@ struct DiagnoseRunner {
             for await event in echo.events { if case .datagram(let d) = event { echo.send(d) } }
         }
         defer { echoTask.cancel() }
-        let clock = ContinuousClock()
-        let origin = clock.now
         let samples = RTTCollector()
         let receiver = Task {
             for await event in first.events {
-                guard case .datagram(let d) = event, d.count >= 8 else { continue }
-                var sequence: UInt32 = 0
-                for i in 0..<4 { sequence = sequence << 8 | UInt32(d[i]) }
-                var sent: UInt64 = 0
-                for i in 4..<12 where i < d.count { sent = sent << 8 | UInt64(d[i]) }
-                let now = clock.now - origin
-                let nanos = UInt64(now.components.seconds) * 1_000_000_000 + UInt64(now.components.attoseconds / 1_000_000_000)
-                await samples.add(sequence: sequence, rtt: nanos &- sent)
+                if case .datagram(let d) = event { await samples.receive(d) }
             }
         }
         defer { receiver.cancel() }
         let probes = command.probes
         for sequence in 0..<probes {
-            let now = clock.now - origin
-            let nanos = UInt64(now.components.seconds) * 1_000_000_000 + UInt64(now.components.attoseconds / 1_000_000_000)
-            var payload = [UInt8](repeating: 0, count: 64)
-            for i in 0..<4 { payload[i] = UInt8(truncatingIfNeeded: UInt32(sequence) >> (24 - 8 * UInt32(i))) }
-            for i in 0..<8 { payload[4 + i] = UInt8(truncatingIfNeeded: nanos >> (56 - 8 * UInt64(i))) }
-            first.send(payload)
+            first.send(samples.probe(sequence: UInt32(sequence), size: 64))
             try? await Task.sleep(for: .milliseconds(5))
         }
         try? await Task.sleep(for: .seconds(1))
@@ -308,9 +294,8 @@ struct DiagnoseRunner {
         // The largest datagram that passes: sizes tried from large to small, tagged apart.
         var largest = 0
         for size in [1200, 1150, 1100, 1000, 900, 700, 500, 300] where largest == 0 {
-            var payload = [UInt8](repeating: 0x77, count: size)
             let tag = UInt32(1_000_000 + size)
-            for i in 0..<4 { payload[i] = UInt8(truncatingIfNeeded: tag >> (24 - 8 * UInt32(i))) }
+            let payload = samples.probe(sequence: tag, size: size)
             for _ in 0..<3 { first.send(payload) }
             try? await Task.sleep(for: .milliseconds(300))
             if await samples.contains(sequence: tag) { largest = size }
@@ -322,8 +307,7 @@ struct DiagnoseRunner {
             return
         }
         func percentile(_ p: Double) -> Double {
-            let index = min(rtts.count - 1, max(0, Int((p * Double(rtts.count)).rounded(.up)) - 1))
-            return Double(rtts[index]) / 1_000_000
+            Double(RTTCollector.percentile(p, of: rtts) ?? 0) / 1_000_000
         }
         let roundTrip = ClientDiagnosis.RoundTrip(p50Milliseconds: percentile(0.5), p99Milliseconds: percentile(0.99), loss: loss,
                                                   largestPayload: largest)
@@ -370,9 +354,8 @@ struct DiagnoseRunner {
                 return
             }
             // Chain and name, against --ca.
-            let verifying = StreamDialer(proxy: try? target.chosenProxy(), stepTimeout: .seconds(3))
             do {
-                let (checked, _) = try await verifying.connect(host: host, port: tlsPort, tls: .init(serverName: serverName ?? host, caPath: ca,
+                let (checked, _) = try await dialer.connect(host: host, port: tlsPort, tls: .init(serverName: serverName ?? host, caPath: ca,
                                                                                                       alpn: [FallbackWire.alpn, "http/1.1"]))
                 checked.close(promise: nil)
                 diagnosis.record(.ok(.certificate, "valid for \(daysLeft) more days; chain and name verify against \(ca)"))
@@ -398,8 +381,8 @@ struct DiagnoseRunner {
                 client = try await RelayClient.connectTCP(client: endpoint, relay: address, serverName: serverName, peerID: peer, token: token,
                                                           tls: !target.plainTcp, caPath: target.ca, proxy: proxy, timeout: stepTimeout)
             } else {
-                let url = target.websocketURL ?? WebSocketAddress(tls: !target.plainTcp, host: host, port: Int(address.port), path: "/zrc-relay/v1")
-                client = try await RelayClient.connectWebSocket(client: endpoint, address: url, serverName: serverName, peerID: peer,
+                client = try await RelayClient.connectWebSocket(client: endpoint, address: target.websocketAddress(for: address),
+                                                                serverName: serverName, peerID: peer,
                                                                 token: token, caPath: target.ca, proxy: proxy, timeout: stepTimeout)
             }
         } catch {
@@ -459,8 +442,4 @@ struct DiagnoseRunner {
         let value = Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
         return String(format: "%.1f ms", value)
     }
-}
-
-extension RTTCollector {
-    func contains(sequence: UInt32) -> Bool { samplesContain(sequence) }
 }

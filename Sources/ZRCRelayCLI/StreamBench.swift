@@ -26,10 +26,8 @@ struct StreamBench {
         func open(_ peer: PeerID, _ token: [UInt8]) async throws -> RelayClient {
             switch transport {
             case .websocket:
-                let host = target.websocketURL?.host ?? ResilientRelaySession.split(target.relay)?.0 ?? address.hostString
-                let url = target.websocketURL ?? WebSocketAddress(tls: !target.plainTcp, host: host, port: Int(address.port),
-                                                                 path: options.websocketPath)
-                return try await RelayClient.connectWebSocket(client: endpoint, address: url, serverName: serverName, peerID: peer,
+                return try await RelayClient.connectWebSocket(client: endpoint, address: target.websocketAddress(for: address),
+                                                              serverName: serverName, peerID: peer,
                                                               token: token, caPath: target.ca, proxy: options.proxy)
             default:
                 return try await RelayClient.connectTCP(client: endpoint, relay: address, serverName: serverName, peerID: peer,
