@@ -35,12 +35,26 @@ struct ConnectionLifecycle: Equatable {
         case ignore
     }
 
+    /// What a packet ngtcp2 has read brought, as far as writing is concerned.
+    enum PacketContent: Equatable {
+        /// Datagrams and nothing that wants a prompt answer.
+        case datagrams
+        /// Neither datagrams nor stream data, while nothing of ours waits to be sent or is in
+        /// flight: an ACK (most often), a PING, padding. A write would carry nothing new; an
+        /// ACK that ngtcp2 owes for it goes out when ngtcp2's own timer says.
+        case quiet
+        /// Anything else (stream data, a handshake packet, or something of ours is queued).
+        case other
+    }
+
     /// What follows a packet ngtcp2 has read.
     enum AfterRead: Equatable {
         /// Something needs an answer (or enough ACKs are owed): flush now.
         case flush
         /// Only datagrams arrived: hold the ACK until the coalescing deadline.
         case holdAck
+        /// Nothing to answer: no write; the timer decides when the next one is due.
+        case waitForTimer
     }
 
     /// What a flush does.
@@ -68,9 +82,9 @@ struct ConnectionLifecycle: Equatable {
 
     /// How long a close waits for pending control frames to be sent.
     static let closeLingerNanoseconds: UInt64 = 250_000_000
-    /// How long ACKs of datagram-only packets may be held (well inside the 25 ms max_ack_delay
-    /// we advertise).
-    static let ackCoalescingNanoseconds: UInt64 = 5_000_000
+    /// How long the relay holds ACKs of datagram-only packets (`AckPolicy.coalescing`; well
+    /// inside the 25 ms max_ack_delay we advertise).
+    static let ackCoalescingNanoseconds: UInt64 = 20_000_000
     /// The longest gap between two answers to late packets in the closing period, in packets.
     static let maximumCloseResendGap = 1024
 
@@ -87,8 +101,12 @@ struct ConnectionLifecycle: Equatable {
     /// Held ACKs after which the ACK goes at once (ngtcp2's immediate-ACK rule).
     let ackThreshold: Int
 
-    init(ackThreshold: Int) {
+    /// How long the ACK of datagram-only packets may be held, in nanoseconds.
+    let ackHoldNanoseconds: UInt64
+
+    init(ackThreshold: Int, ackHoldNanoseconds: UInt64 = ackCoalescingNanoseconds) {
         self.ackThreshold = max(1, ackThreshold)
+        self.ackHoldNanoseconds = ackHoldNanoseconds
     }
 
     /// Established with no close requested: the layer above may send and hears what arrives.
@@ -129,10 +147,14 @@ struct ConnectionLifecycle: Equatable {
         }
     }
 
-    /// A packet was read. `onlyDatagrams`: it carried datagrams and nothing that wants a
-    /// prompt answer.
-    mutating func packetRead(onlyDatagrams: Bool, now: UInt64) -> AfterRead {
-        guard onlyDatagrams, isOpen else { return .flush }
+    /// A packet was read.
+    mutating func packetRead(_ content: PacketContent, now: UInt64) -> AfterRead {
+        guard isOpen else { return .flush }
+        switch content {
+        case .other: return .flush
+        case .quiet: return .waitForTimer
+        case .datagrams: break
+        }
         if ackPendingSince == nil { ackPendingSince = now }
         heldAckPackets += 1
         return heldAckPackets >= ackThreshold ? .flush : .holdAck
@@ -188,7 +210,7 @@ struct ConnectionLifecycle: Equatable {
 
     /// When the timer must fire, given ngtcp2's own expiry and whether anything waits to be
     /// sent. Held ACKs push ngtcp2's ACK timer (which on a short path would send one ACK-only
-    /// packet per packet received) to `ackCoalescingNanoseconds` after the first held one.
+    /// packet per packet received) to `ackHoldNanoseconds` after the first held one.
     func nextDeadline(ngtcp2Expiry: UInt64, nothingToSend: Bool) -> UInt64 {
         switch phase {
         case .closing(let until), .draining(let until): return until
@@ -196,7 +218,7 @@ struct ConnectionLifecycle: Equatable {
         case .handshaking, .established:
             let deadline = min(ngtcp2Expiry, lingerDeadline ?? .max)
             if let since = ackPendingSince, nothingToSend, lingerDeadline == nil {
-                return max(deadline, since &+ Self.ackCoalescingNanoseconds)
+                return max(deadline, since &+ ackHoldNanoseconds)
             }
             return deadline
         }

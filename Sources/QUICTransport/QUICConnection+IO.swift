@@ -14,7 +14,7 @@ extension QUICConnection {
         settings.handshake_timeout = configuration.handshakeTimeout.nanosecondsClamped
         // 1452 (ngtcp2's PMTUD ceiling): the send buffers are this large so probes fit.
         settings.max_tx_udp_payload_size = 1452
-        settings.ack_thresh = QUICConfiguration.ackThreshold
+        settings.ack_thresh = configuration.ackPolicy.threshold
         var params = ngtcp2_transport_params()
         ngtcp2_transport_params_default_versioned(NGTCP2_TRANSPORT_PARAMS_VERSION, &params)
         params.max_idle_timeout = configuration.maxIdleTimeout.nanosecondsClamped
@@ -134,9 +134,21 @@ extension QUICConnection {
         // Only datagrams arrived: nothing to answer but an ACK, which waits (see
         // nextDeadline) until `ackThreshold` packets are unacknowledged, as ngtcp2's
         // immediate-ACK rule would have it, so a fast sender's window still opens quickly.
-        switch lifecycle.packetRead(onlyDatagrams: datagramsReceived != datagramsBefore && !packetNeedsPromptWrite, now: now) {
+        // A packet that brought nothing for us while nothing of ours waits or is in flight
+        // (most often the peer's ACK) needs no write pass at all.
+        let content: ConnectionLifecycle.PacketContent
+        if packetNeedsPromptWrite {
+            content = .other
+        } else if datagramsReceived != datagramsBefore {
+            content = .datagrams
+        } else if datagrams.isEmpty && control.isSettled {
+            content = .quiet
+        } else {
+            content = .other
+        }
+        switch lifecycle.packetRead(content, now: now) {
         case .flush: endpoint.scheduleFlush(self)
-        case .holdAck: endpoint.rescheduleTimer(self)
+        case .holdAck, .waitForTimer: endpoint.rescheduleTimer(self)
         }
     }
 

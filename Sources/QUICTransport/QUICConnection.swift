@@ -17,7 +17,7 @@ public final class QUICConnection {
 
     unowned let endpoint: QUICEndpoint
     /// Phase, requested close, ACK coalescing, closing/draining periods (a pure value).
-    var lifecycle = ConnectionLifecycle(ackThreshold: QUICConfiguration.ackThreshold)
+    var lifecycle: ConnectionLifecycle
     var conn: OpaquePointer?
     var session: gnutls_session_t?
     let connRef: UnsafeMutablePointer<ngtcp2_crypto_conn_ref>
@@ -51,6 +51,8 @@ public final class QUICConnection {
         self.isServer = isServer
         self.remoteAddress = remote
         self.datagrams = DatagramQueue(capacity: endpoint.configuration.datagramQueueCapacity)
+        let acks = endpoint.configuration.ackPolicy
+        self.lifecycle = ConnectionLifecycle(ackThreshold: acks.threshold, ackHoldNanoseconds: acks.holdNanoseconds)
         self.connRef = .allocate(capacity: 1)
         connRef.initialize(to: ngtcp2_crypto_conn_ref(get_conn: { ref in
             guard let ref, let user = ref.pointee.user_data else { return nil }
@@ -196,6 +198,8 @@ struct StreamSendBuffer {
     private(set) var finSent = false
 
     var hasUnsent: Bool { sentOffset < endOffset || (finRequested && !finSent) }
+    /// Everything appended was sent and acknowledged (nothing a loss could make us resend).
+    var isSettled: Bool { chunks.isEmpty && !hasUnsent }
 
     mutating func append(_ bytes: [UInt8], fin: Bool) {
         guard !finRequested else { return }

@@ -30,6 +30,17 @@ public final class RelayBench: RelaySessionDelegate, @unchecked Sendable {
             self.size = size
             self.mode = mode
         }
+
+        /// Generator `index` of `count`'s part: a contiguous run of the pairs and the same
+        /// share of the rate (remainders go to the first generators).
+        public func share(_ index: Int, of count: Int) -> (plan: Plan, pairs: Range<Int>) {
+            func part(_ total: Int, _ i: Int) -> Int { total / count + (i < total % count ? 1 : 0) }
+            let first = (0..<index).reduce(0) { $0 + part(allocations, $1) }
+            var plan = self
+            plan.allocations = part(allocations, index)
+            plan.rate = part(rate, index)
+            return (plan, first..<(first + plan.allocations))
+        }
     }
 
     /// Counts of one run.
@@ -45,6 +56,15 @@ public final class RelayBench: RelaySessionDelegate, @unchecked Sendable {
         public var rttMicroseconds: [UInt32] = []
 
         public init() {}
+
+        /// Adds another generator's counts to these.
+        public mutating func add(_ other: Tally) {
+            sent += other.sent
+            received += other.received
+            forwarded += other.forwarded
+            sendFailures += other.sendFailures
+            rttMicroseconds += other.rttMicroseconds
+        }
     }
 
     private let endpoint: RelayClientEndpoint

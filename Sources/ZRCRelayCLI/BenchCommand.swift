@@ -42,6 +42,12 @@ extension ClientCommand {
         @Option(help: "The relay's process id, for CPU µs per forwarded datagram and RSS.")
         var relayPid: Int?
 
+        @Option(help: "How the generator's QUIC peers acknowledge: standard (RFC 9000 §13.2: every second packet or 25 ms, as ordinary peers do) or coalescing (the relay's own lighter policy: every 8th packet or 5 ms).")
+        var ack: String = "standard"
+
+        @Option(help: "QUIC generator endpoints (each its own UDP socket and thread); allocations and rate are split between them.")
+        var generators: Int = 1
+
         @Flag(help: "Print one JSON line instead of text.")
         var json = false
 
@@ -51,12 +57,24 @@ extension ClientCommand {
             guard (16...1200).contains(size) else { throw ValidationError("--size must be 16…1200") }
             guard let d = ConfigUnits.duration(duration), d > .zero else { throw ValidationError("--duration: '\(duration)' is not a duration") }
             guard RelayBench.Plan.Mode(rawValue: mode) != nil else { throw ValidationError("--mode must be oneway or rtt") }
+            guard ackPolicy != nil else { throw ValidationError("--ack must be standard or coalescing") }
+            guard (1...8).contains(generators), generators <= allocations else {
+                throw ValidationError("--generators must be 1…8 and at most --allocations")
+            }
             if target.transport == .tcp || target.transport == .websocket || target.websocketURL != nil {
                 guard mode == "oneway" else { throw ValidationError("--transport tcp|websocket: --mode oneway only") }
                 guard allocations <= 1000, rate > 0 else { throw ValidationError("--transport tcp|websocket: 1…1000 allocations and --rate > 0") }
             }
             if let relayPid, !FileManager.default.fileExists(atPath: "/proc/\(relayPid)/stat") {
                 throw ValidationError("--relay-pid \(relayPid): no such process")
+            }
+        }
+
+        var ackPolicy: QUICConfiguration.AckPolicy? {
+            switch ack {
+            case "standard": .standard
+            case "coalescing": .coalescing
+            default: nil
             }
         }
 
@@ -72,6 +90,7 @@ extension ClientCommand {
             quic.trustedCAPath = target.ca
             quic.tickInterval = .milliseconds(1)
             quic.keepAliveInterval = .seconds(15)
+            quic.ackPolicy = ackPolicy ?? .standard
             let any = address.host.isV4 ? TransportAddress(host: .v4(0, 0, 0, 0), port: 0)
                                         : TransportAddress(host: .v6([UInt8](repeating: 0, count: 16), scopeID: 0), port: 0)
             let endpoint = try RelayClientEndpoint(configuration: quic, bindAddress: any, logger: logger)
@@ -112,32 +131,53 @@ extension ClientCommand {
                 let report = BenchReport(
                     plan: plan, durationSeconds: Double(window.components.seconds) + Double(window.components.attoseconds) / 1e18,
                     tally: tally, measuredSeconds: seconds, relayCPUMicroseconds: zip(cpuBefore, cpuAfter).map { $1 - $0 },
-                    relayRSSBeforeKiB: rssBefore, relayRSSKiB: rssAfter)
+                    relayRSSBeforeKiB: rssBefore, relayRSSKiB: rssAfter, generatorCPUMicroseconds: nil)
                 print(json ? report.json : report.text)
                 return
             }
-            let bench = RelayBench(endpoint: endpoint, plan: plan)
+            // One RelayBench per generator endpoint; pairs and rate are dealt out between them.
+            var extraEndpoints: [RelayClientEndpoint] = []
+            defer { for extra in extraEndpoints { extra.stop() } }
+            for _ in 1..<generators {
+                let extra = try RelayClientEndpoint(configuration: quic, bindAddress: any, logger: logger)
+                try extra.start()
+                extraEndpoints.append(extra)
+            }
+            let benches = ([endpoint] + extraEndpoints).enumerated().map { index, generator in
+                let share = plan.share(index, of: generators)
+                return (RelayBench(endpoint: generator, plan: share.plan), tokens[share.pairs])
+            }
             do {
-                try await bench.establish(relay: address, serverName: name, tokens: tokens)
+                for (bench, mine) in benches {
+                    try await bench.establish(relay: address, serverName: name, tokens: Array(mine))
+                }
             } catch {
                 stderr("bench: \(error)")
                 throw ExitCode(1)
             }
             try await Task.sleep(for: .milliseconds(300))  // handshake leftovers settle
             let cpuBefore = relayPid.flatMap(ProcessStats.cpuMicroseconds)
+            let ownBefore = ProcessStats.cpuMicroseconds(pid: Int(getpid()))
             let started = ContinuousClock.now
-            let tally = try await bench.run(duration: window)
+            let tally = try await withThrowingTaskGroup(of: RelayBench.Tally.self) { group in
+                for (bench, _) in benches { group.addTask { try await bench.run(duration: window) } }
+                var total = RelayBench.Tally()
+                for try await one in group { total.add(one) }
+                return total
+            }
             let measured = ContinuousClock.now - started
             let cpuAfter = relayPid.flatMap(ProcessStats.cpuMicroseconds)
+            let ownAfter = ProcessStats.cpuMicroseconds(pid: Int(getpid()))
             let rssAfter = relayPid.flatMap(ProcessStats.rssKiB)
-            await bench.close()
+            for (bench, _) in benches { await bench.close() }
 
             let seconds = Double(measured.components.seconds) + Double(measured.components.attoseconds) / 1e18
             let report = BenchReport(
                 plan: plan, durationSeconds: Double(window.components.seconds) + Double(window.components.attoseconds) / 1e18,
                 tally: tally, measuredSeconds: seconds,
                 relayCPUMicroseconds: zip(cpuBefore, cpuAfter).map { $1 - $0 },
-                relayRSSBeforeKiB: rssBefore, relayRSSKiB: rssAfter)
+                relayRSSBeforeKiB: rssBefore, relayRSSKiB: rssAfter,
+                generatorCPUMicroseconds: zip(ownBefore, ownAfter).map { $1 - $0 })
             print(json ? report.json : report.text)
         }
     }
@@ -185,6 +225,15 @@ struct BenchReport {
     let relayCPUMicroseconds: Double?
     let relayRSSBeforeKiB: Int?
     let relayRSSKiB: Int?
+    /// This process's own CPU time over the window (all generator threads), to tell whether the
+    /// generator rather than the relay was the limit.
+    let generatorCPUMicroseconds: Double?
+
+    /// The generator's CPU over the measured window, in % of one core.
+    var generatorCPUPercent: Double? {
+        guard let generatorCPUMicroseconds, measuredSeconds > 0 else { return nil }
+        return generatorCPUMicroseconds / (measuredSeconds * 1e6) * 100
+    }
 
     var loss: Double { tally.sent == 0 ? 0 : max(0, 1 - Double(tally.received) / Double(tally.sent)) }
     /// Forwarded datagrams per second of the sending window (the drain's stragglers included).
@@ -210,7 +259,8 @@ struct BenchReport {
             + "\"send_failures\":\(tally.sendFailures),\"forwarded_rate\":\(number(forwardedRate)),\"loss\":\(String(format: "%.6f", loss)),"
             + "\"rtt_p50_us\":\(number(percentile(0.5))),\"rtt_p99_us\":\(number(percentile(0.99))),"
             + "\"rtt_p999_us\":\(number(percentile(0.999))),\"relay_cpu_us_per_datagram\":\(number(cpuPerDatagram)),"
-            + "\"relay_rss_before_kib\":\(integer(relayRSSBeforeKiB)),\"relay_rss_kib\":\(integer(relayRSSKiB))}"
+            + "\"relay_rss_before_kib\":\(integer(relayRSSBeforeKiB)),\"relay_rss_kib\":\(integer(relayRSSKiB)),"
+            + "\"generator_cpu_pct\":\(number(generatorCPUPercent))}"
     }
 
     var text: String {
@@ -222,6 +272,7 @@ struct BenchReport {
             lines.append("rtt_us p50 \(Int(p50)) p99 \(Int(p99)) p999 \(Int(p999))")
         }
         if let cpu = cpuPerDatagram { lines.append(String(format: "relay cpu %.2f µs/datagram", cpu)) }
+        if let cpu = generatorCPUPercent { lines.append(String(format: "generator cpu %.0f%% of one core", cpu)) }
         if let rss = relayRSSKiB {
             lines.append("relay rss \(rss) KiB" + (relayRSSBeforeKiB.map { " (before: \($0) KiB)" } ?? ""))
         }

@@ -28,24 +28,55 @@ import Testing
 
     @Test func datagramOnlyPacketsHoldTheirAckUntilThresholdOrDeadline() {
         var lifecycle = established()
-        let r30 = lifecycle.packetRead(onlyDatagrams: true, now: 100 * ms)
+        let r30 = lifecycle.packetRead(.datagrams, now: 100 * ms)
         #expect(r30 == .holdAck)
-        let r32 = lifecycle.packetRead(onlyDatagrams: true, now: 101 * ms)
+        let r32 = lifecycle.packetRead(.datagrams, now: 101 * ms)
         #expect(r32 == .holdAck)
-        // ngtcp2 wants its ACK timer at 101 ms: held until 5 ms after the first held packet.
-        #expect(lifecycle.nextDeadline(ngtcp2Expiry: 101 * ms, nothingToSend: true) == 105 * ms)
+        // ngtcp2 wants its ACK timer at 101 ms: held until 20 ms after the first held packet.
+        #expect(lifecycle.nextDeadline(ngtcp2Expiry: 101 * ms, nothingToSend: true) == 120 * ms)
         // Something waits to be sent: ngtcp2's deadline stands.
         #expect(lifecycle.nextDeadline(ngtcp2Expiry: 101 * ms, nothingToSend: false) == 101 * ms)
-        let r38 = lifecycle.packetRead(onlyDatagrams: true, now: 102 * ms)
+        let r38 = lifecycle.packetRead(.datagrams, now: 102 * ms)
         #expect(r38 == .holdAck)
-        let r40 = lifecycle.packetRead(onlyDatagrams: true, now: 103 * ms)
+        let r40 = lifecycle.packetRead(.datagrams, now: 103 * ms)
         #expect(r40 == .flush)  // 4th: threshold
         let step = lifecycle.beginFlush(controlPending: false)
         #expect(step == .write)
         #expect(lifecycle.ackPendingSince == nil && lifecycle.heldAckPackets == 0)
         // A packet that wants an answer flushes at once.
-        let r46 = lifecycle.packetRead(onlyDatagrams: false, now: 110 * ms)
+        let r46 = lifecycle.packetRead(.other, now: 110 * ms)
         #expect(r46 == .flush)
+    }
+
+    @Test func aQuietPacketNeedsNoWriteAndKeepsHeldAcksHeld() {
+        var handshaking = Lifecycle(ackThreshold: 4)
+        let q1 = handshaking.packetRead(.quiet, now: 0)
+        #expect(q1 == .flush)  // the handshake always writes
+        var lifecycle = established()
+        let q2 = lifecycle.packetRead(.datagrams, now: 100 * ms)
+        #expect(q2 == .holdAck)
+        // The peer's ACK arrives: no write pass, and the held ACK keeps its deadline and count.
+        let q3 = lifecycle.packetRead(.quiet, now: 101 * ms)
+        #expect(q3 == .waitForTimer)
+        #expect(lifecycle.ackPendingSince == 100 * ms && lifecycle.heldAckPackets == 1)
+        #expect(lifecycle.nextDeadline(ngtcp2Expiry: 101 * ms, nothingToSend: true) == 120 * ms)
+        // A PING's ACK is ngtcp2's to time: with no held datagrams its expiry stands.
+        var idle = established()
+        let q4 = idle.packetRead(.quiet, now: 200 * ms)
+        #expect(q4 == .waitForTimer)
+        #expect(idle.nextDeadline(ngtcp2Expiry: 200 * ms + 10_000, nothingToSend: true) == 200 * ms + 10_000)
+        // Closing: every packet flushes (the close must go out).
+        let q5 = idle.requestClose(close)
+        #expect(q5)
+        let q6 = idle.packetRead(.quiet, now: 201 * ms)
+        #expect(q6 == .flush)
+    }
+
+    @Test func ackPoliciesMatchTheRelayAndAnOrdinaryPeer() {
+        #expect(QUICConfiguration.AckPolicy.coalescing.threshold == 8)
+        #expect(QUICConfiguration.AckPolicy.coalescing.holdNanoseconds == 20 * ms)
+        #expect(QUICConfiguration.AckPolicy.standard.threshold == 2)
+        #expect(QUICConfiguration.AckPolicy.standard.holdNanoseconds == 24 * ms)
     }
 
     @Test func requestedCloseWaitsForControlDataAtMostTheLinger() {
@@ -55,7 +86,7 @@ import Testing
         let r54 = lifecycle.requestClose(close)
         #expect(!r54)  // once
         #expect(!lifecycle.isOpen)
-        let r57 = lifecycle.packetRead(onlyDatagrams: true, now: 0)
+        let r57 = lifecycle.packetRead(.datagrams, now: 0)
         #expect(r57 == .flush)  // no ACK holding while closing
         let r59 = lifecycle.beginFlush(controlPending: true)
         #expect(r59 == .writeControlFirst)

@@ -5,7 +5,10 @@
 #                                 [--zrc-admin]  (admin API on, one /admin/events subscriber attached)
 #                                 [--zrc-listen ADDR]  (zrc-relay's bind address, default 127.0.0.1; 0.0.0.0 = per-packet IP_PKTINFO)
 #                                 [--zrc-redis]  (zrc-relay in a fleet: a redis-server on a free port, redis.url set)
-# See README.md beside this file. Stops by itself (default run ~8-10 min, --smoke < 30 s).
+#                                 [--zrc-ack standard|coalescing]  (how zrc's load generator acknowledges; default standard)
+#                                 [--zrc-generators N]  (zrc's load generator: N QUIC endpoints, each its own socket and thread)
+#                                 [--budget SECONDS]  (cells that would start later are skipped; default 1080)
+# See README.md beside this file. Stops by itself (default run ~18-20 min, --smoke < 30 s).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,7 +26,10 @@ want=both
 zrc_admin=0
 zrc_listen=127.0.0.1
 zrc_redis=0
-usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+zrc_ack=standard
+zrc_generators=1
+budget=1080 # seconds: cells that would start later are skipped, so the run ends by itself
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) smoke=1 ;;
@@ -37,6 +43,9 @@ while [ $# -gt 0 ]; do
     --zrc-admin) zrc_admin=1 ;;
     --zrc-listen) zrc_listen=${2:?}; shift ;;
     --zrc-redis) zrc_redis=1 ;;
+    --zrc-ack) zrc_ack=${2:?}; shift ;;
+    --zrc-generators) zrc_generators=${2:?}; shift ;;
+    --budget) budget=${2:?}; shift ;;
     -h|--help) usage ;;
     *) echo "run.sh: unknown argument $1" >&2; usage ;;
   esac
@@ -44,10 +53,10 @@ while [ $# -gt 0 ]; do
 done
 case "$coturn_peer" in udp|turn) ;; *) echo "run.sh: --coturn-peer must be udp or turn" >&2; exit 2 ;; esac
 case "$want" in coturn|zrc-relay|both) ;; *) echo "run.sh: --targets must be coturn, zrc-relay or both" >&2; exit 2 ;; esac
+case "$zrc_ack" in standard|coalescing) ;; *) echo "run.sh: --zrc-ack must be standard or coalescing" >&2; exit 2 ;; esac
 [ "$smoke" = 1 ] && runs=1
 
 t_begin=$(date +%s)
-budget=570 # seconds: cells that would start later are skipped, so the run ends within ~10 min
 progress() { echo "[$(( $(date +%s) - t_begin ))s] $*" >&2; }
 over_budget() { [ $(( $(date +%s) - t_begin )) -ge "$budget" ]; }
 
@@ -208,9 +217,11 @@ cell() {
              --allocations "$allocs" --rate "$rate" --size "$size" --duration "$dur" --mode "$mode" \
              --relay-pid "$coturn_pid" --json 2>>"$work/client.err" | tail -1) || rc=$?
   else
+    local gens=$zrc_generators
+    [ "$gens" -le "$allocs" ] || gens=$allocs
     line=$(run timeout "$limit" "$zrc_bin" client bench --relay "127.0.0.1:$zrc_port" --key "$zrc_key" \
              --allocations "$allocs" --rate "$rate" --size "$size" --duration "${dur}s" --mode "$mode" \
-             --relay-pid "$zrc_pid" --json 2>>"$work/client.err" | tail -1) || rc=$?
+             --ack "$zrc_ack" --generators "$gens" --relay-pid "$zrc_pid" --json 2>>"$work/client.err" | tail -1) || rc=$?
   fi
   case "$line" in
     "{"*"}") echo "{\"cell\":\"$name\",\"run\":$k,${line#\{}" >>"$out" ;;
@@ -251,6 +262,16 @@ else
       done
     done
   done
+  # Many allocations at moderate rates.
+  for rate in 20000 50000; do
+    name="1200B ${rate}/s x1000"
+    for k in $(seq "$runs"); do
+      over_budget && { progress "time budget reached; skipping $name"; continue; }
+      for t in "${targets[@]}"; do
+        cell "$name" "$t" "$k" "$coturn_peer" 1000 "$rate" 1200 3 oneway
+      done
+    done
+  done
   # Round trip at 1000/s.
   for k in $(seq "$runs"); do
     over_budget && break
@@ -258,18 +279,20 @@ else
       cell "rtt 1200B 1000/s x1" "$t" "$k" "$coturn_peer" 1 1000 1200 5 rtt
     done
   done
-  # Max rate: 1200 B, 1 allocation, step up until loss >= 1 % (one retry per step).
+  # Max rate: 1200 B, 1 and 100 allocations, step up until loss >= 1 % (one retry per step).
+  for allocs in 1 100; do
   for t in "${targets[@]}"; do
     for rate in 50000 75000 100000 125000 150000 200000 250000 300000; do
       over_budget && break
       ok=0
       for attempt in 1 2; do
-        cell "maxrate $rate" "$t" "$attempt" "$coturn_peer" 1 "$rate" 1200 2 oneway
+        cell "maxrate x$allocs $rate" "$t" "$attempt" "$coturn_peer" "$allocs" "$rate" 1200 2 oneway
         read -r fwd loss <<<"$last_result"
         if [ "${fwd:-0}" != 0 ] && awk -v l="$loss" 'BEGIN{exit !(l < 0.01)}'; then ok=1; break; fi
       done
       [ "$ok" = 1 ] || break
     done
+  done
   done
   # coturn with both peers allocated (two relay hops per datagram), for reference.
   if [ "$coturn_peer" = udp ]; then
@@ -340,9 +363,9 @@ for c in cells:
     cc, zc = med(c, "coturn", "relay_cpu_us_per_datagram"), med(c, "zrc-relay", "relay_cpu_us_per_datagram")
     body.append([c, f(cc), f(zc), ratio(zc, cc), pct(med(c, "coturn", "loss")), pct(med(c, "zrc-relay", "loss")),
                  f(med(c, "coturn", "relay_rss_kib"), "{:.0f}"), f(med(c, "zrc-relay", "relay_rss_kib"), "{:.0f}"),
-                 f(med(c, "coturn", "loadgen_cpu_pct"), "{:.0f}%")])
+                 f(med(c, "coturn", "loadgen_cpu_pct"), "{:.0f}%"), f(med(c, "zrc-relay", "generator_cpu_pct"), "{:.0f}%")])
 table("one way: relay CPU per forwarded datagram (us), medians",
-      ["cell", "coturn", "zrc", "zrc/coturn", "coturn loss", "zrc loss", "coturn RSS KiB", "zrc RSS KiB", "turnload cpu"], body)
+      ["cell", "coturn", "zrc", "zrc/coturn", "coturn loss", "zrc loss", "coturn RSS KiB", "zrc RSS KiB", "turnload cpu", "zrc gen cpu"], body)
 
 c = "rtt 1200B 1000/s x1"
 body = [[t] + [f(med(c, t, k), "{:.0f}") for k in ("rtt_p50_us", "rtt_p99_us", "rtt_p999_us")]
@@ -356,15 +379,38 @@ for c in cells:
 if body:
     table("coturn, both peers allocated (2 relay hops per datagram), us per end-to-end datagram", ["cell", "coturn", "loss"], body)
 
+def cpu_pct(r, cpu_key, per_dgram=False):
+    # % of one core over the cell: the generators report their own; the relay's is per datagram.
+    if per_dgram:
+        v, fw, d = r.get("relay_cpu_us_per_datagram"), r.get("forwarded"), r.get("duration_s") or r.get("duration")
+        return None if v is None or not fw or not d else v * fw / (float(d) * 1e6) * 100
+    return r.get(cpu_key)
+
 body = []
-for t in ("coturn", "zrc-relay"):
-    best, fwd = None, None
-    for r in rows:
-        if r.get("target") == t and str(r.get("cell", "")).startswith("maxrate") and r.get("loss") is not None \
-                and r.get("forwarded", 0) > 0 and r["loss"] < 0.01 and (best is None or r["rate"] > best):
-            best, fwd = r["rate"], r.get("forwarded_rate")
-    body.append([t, f(best, "{:.0f}"), f(fwd, "{:.0f}")])
-table("max rate, 1200 B, 1 allocation, loss < 1 % (steps 50k..300k)", ["target", "offered/s", "forwarded/s"], body)
+for allocs in (1, 100):
+    for t in ("coturn", "zrc-relay"):
+        gen_key = "loadgen_cpu_pct" if t == "coturn" else "generator_cpu_pct"
+        best, stop = None, None
+        for r in rows:
+            c = str(r.get("cell", ""))
+            if r.get("target") != t or not c.startswith("maxrate x%d " % allocs) or r.get("loss") is None:
+                continue
+            if r.get("forwarded", 0) > 0 and r["loss"] < 0.01:
+                if best is None or r["rate"] > best["rate"]:
+                    best = r
+            elif stop is None or r["rate"] < stop["rate"] or (r["rate"] == stop["rate"] and r["loss"] < stop["loss"]):
+                stop = r
+        if stop is not None and best is not None and stop["rate"] <= best["rate"]:
+            stop = None
+        line = [t, "x%d" % allocs, f(best and best["rate"], "{:.0f}"), f(best and best.get("forwarded_rate"), "{:.0f}"),
+                f(best and cpu_pct(best, None, True), "{:.0f}%"), f(best and cpu_pct(best, gen_key), "{:.0f}%")]
+        if stop is not None:
+            line += [f(stop["rate"], "{:.0f}"), pct(stop.get("loss")), f(cpu_pct(stop, None, True), "{:.0f}%"), f(cpu_pct(stop, gen_key), "{:.0f}%")]
+        else:
+            line += ["n/a"] * 4
+        body.append(line)
+table("max rate, 1200 B, loss < 1 % (steps 50k..300k); CPU in % of one core (2 cores in all)",
+      ["target", "allocs", "offered/s", "forwarded/s", "relay cpu", "gen cpu", "first failed/s", "its loss", "relay cpu", "gen cpu"], body)
 
 body = []
 idle = {"coturn": "$coturn_rss_idle", "zrc-relay": "$zrc_rss_idle"}

@@ -43,6 +43,8 @@ type options struct {
 	bytes    int64
 	streams  int
 	reply    string
+	size     int
+	duration time.Duration
 	count    int
 	seed     int64
 	window   uint
@@ -55,10 +57,12 @@ func main() {
 	flag.StringVar(&o.mode, "mode", "server", "yamux role: server or client")
 	flag.StringVar(&o.listen, "listen", "", "accept one TCP connection on ADDR (prints \"ready ADDR\")")
 	flag.StringVar(&o.connect, "connect", "", "connect to ADDR")
-	flag.StringVar(&o.behavior, "behavior", "echo", "echo, sink, source, ping or rst")
+	flag.StringVar(&o.behavior, "behavior", "echo", "echo, sink, count, source, ping, pingpong or rst")
 	flag.Int64Var(&o.bytes, "bytes", 1<<20, "source: bytes written on each stream")
 	flag.IntVar(&o.streams, "streams", 1, "source: number of concurrent streams")
-	flag.StringVar(&o.reply, "reply", "sha256", "source: what the peer answers, sha256 (a sink) or echo")
+	flag.StringVar(&o.reply, "reply", "sha256", "source: what the peer answers, sha256 (a sink), count (a count sink: no hashing, fixed bytes) or echo")
+	flag.IntVar(&o.size, "size", 64, "pingpong: bytes per message")
+	flag.DurationVar(&o.duration, "duration", 3*time.Second, "pingpong: how long to run")
 	flag.IntVar(&o.count, "count", 3, "ping: number of pings")
 	flag.Int64Var(&o.seed, "seed", 1, "source: seed of the pseudo-random bytes")
 	flag.UintVar(&o.window, "window", 256*1024, "receive window per stream (MaxStreamWindowSize)")
@@ -118,6 +122,10 @@ func run(o options) error {
 		return serve(session, echoStream)
 	case "sink":
 		return serve(session, sinkStream)
+	case "count":
+		return serve(session, countStream)
+	case "pingpong":
+		return pingPong(session, o)
 	case "source":
 		return source(session, o)
 	case "ping":
@@ -191,10 +199,49 @@ func sinkStream(stream *yamux.Stream) error {
 	return err
 }
 
+// countStream discards a stream to its end and answers the byte count (20 decimal digits).
+func countStream(stream *yamux.Stream) error {
+	defer stream.Close()
+	n, err := io.Copy(ioutil.Discard, stream)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stream, "%020d", n)
+	return err
+}
+
+// pingPong sends o.size bytes on one stream and waits for them to come back, for
+// o.duration, and prints the round trips per second (the peer echoes).
+func pingPong(session *yamux.Session, o options) error {
+	stream, err := session.OpenStream()
+	if err != nil {
+		return err
+	}
+	defer stream.Close()
+	msg := make([]byte, o.size)
+	back := make([]byte, o.size)
+	start := time.Now()
+	n := 0
+	for time.Since(start) < o.duration {
+		if _, err := stream.Write(msg); err != nil {
+			return fmt.Errorf("write: %v", err)
+		}
+		if _, err := io.ReadFull(stream, back); err != nil {
+			return fmt.Errorf("read: %v", err)
+		}
+		n++
+	}
+	elapsed := time.Since(start)
+	fmt.Fprintf(os.Stderr, "yamux-peer: %d round trips of %d bytes in %v (%.0f round trips/s)\n",
+		n, o.size, elapsed, float64(n)/elapsed.Seconds())
+	fmt.Println("ok")
+	return nil
+}
+
 // source opens the streams, writes and checks each concurrently.
 func source(session *yamux.Session, o options) error {
-	if o.reply != "sha256" && o.reply != "echo" {
-		return fmt.Errorf("-reply must be sha256 or echo, not %q", o.reply)
+	if o.reply != "sha256" && o.reply != "echo" && o.reply != "count" {
+		return fmt.Errorf("-reply must be sha256, count or echo, not %q", o.reply)
 	}
 	start := time.Now()
 	errs := make(chan error, o.streams)
@@ -233,6 +280,9 @@ func source(session *yamux.Session, o options) error {
 // only sends after our FIN) is read with readAfterClose, which retries such early EOFs.
 func sourceStream(stream *yamux.Stream, o options, seed int64) error {
 	id := stream.StreamID()
+	if o.reply == "count" {
+		return countedStream(stream, o)
+	}
 	echoed := make(chan error, 1)
 	echoHash := sha256.New()
 	if o.reply == "echo" {
@@ -285,6 +335,34 @@ func sourceStream(stream *yamux.Stream, o options, seed int64) error {
 	}
 	if got != want {
 		return fmt.Errorf("stream %d: got %q, want %q", id, got, want)
+	}
+	return nil
+}
+
+// countedStream writes o.bytes of one fixed chunk (no random bytes, no hashing: the cost
+// is yamux's own) and checks the peer's byte count.
+func countedStream(stream *yamux.Stream, o options) error {
+	id := stream.StreamID()
+	chunk := make([]byte, 64*1024)
+	for left := o.bytes; left > 0; {
+		n := int64(len(chunk))
+		if left < n {
+			n = left
+		}
+		if _, err := stream.Write(chunk[:n]); err != nil {
+			return fmt.Errorf("stream %d write: %v", id, err)
+		}
+		left -= n
+	}
+	if err := stream.Close(); err != nil {
+		return fmt.Errorf("stream %d close: %v", id, err)
+	}
+	reply := make([]byte, 20)
+	if err := readAfterClose(stream, reply); err != nil {
+		return fmt.Errorf("stream %d read reply: %v", id, err)
+	}
+	if want := fmt.Sprintf("%020d", o.bytes); string(reply) != want {
+		return fmt.Errorf("stream %d: peer counted %q, want %q", id, reply, want)
 	}
 	return nil
 }
