@@ -167,8 +167,8 @@ func pingPong(_ multiplexer: YamuxMultiplexer, size: Int, seconds: Double) async
     let deadline = started + .milliseconds(Int(seconds * 1000))
     // Everything runs on the stream's loop: each echo that completes a message sends the next.
     let done = loop.makePromise(of: Int.self)
-    let state = NIOLoopBoundBox((trips: 0, pending: 0), eventLoop: loop)
     try await loop.submit {
+        let state = NIOLoopBoundBox((trips: 0, pending: 0), eventLoop: loop)
         stream.setEventHandler { event in
             switch event {
             case .data(let bytes):

@@ -5,9 +5,15 @@
 # Not a test: prints a table. Needs a release build (swift build -c release) and Go.
 #
 #   tools/bench/yamux/run.sh [BYTES] [RUNS]      default 256 MiB, 3 runs (median reported)
+#   MODE=count tools/bench/yamux/run.sh ...      bulk with no hashing: fixed bytes, the receiver answers the count
+#   MODE=pingpong tools/bench/yamux/run.sh [SECONDS] [RUNS]
+#                                                64-byte round trips on one stream (echo peer), per second
 set -eu
 cd "$(dirname "$0")/../../.."
+MODE=${MODE:-hash}
+case $MODE in hash|count|pingpong) ;; *) echo "MODE must be hash, count or pingpong" >&2; exit 2;; esac
 BYTES=${1:-268435456}
+[ "$MODE" = pingpong ] && BYTES=${1:-3}
 RUNS=${2:-3}
 BIN=${BIN:-.build/release}
 [ -x "$BIN/zrc-relay" ] && [ -x "$BIN/YamuxBench" ] || { echo "build first: swift build -c release" >&2; exit 1; }
@@ -28,24 +34,26 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # Each case appends one MiB/s figure to $out; servers go to the background with their
 # output discarded, and are killed after every run (`stop`).
 # The Go peer accepts exactly one connection, so it is not probed: wait for its "ready" line.
-go_server() {
+GO_SINK=sink; GO_REPLY=sha256; SWIFT_COUNT=
+[ "$MODE" = count ] && { GO_SINK=count; GO_REPLY=count; SWIFT_COUNT=--count; }
+go_server() {  # $1: the Go server's behaviour (default: the bulk sink)
     p=$(port); : >"$work/ready"
-    "$PEER" -mode server -listen 127.0.0.1:$p -behavior sink -timeout 300s >"$work/ready" 2>/dev/null & pids="$pids $!"
+    "$PEER" -mode server -listen 127.0.0.1:$p -behavior "${1:-$GO_SINK}" -timeout 300s >"$work/ready" 2>/dev/null & pids="$pids $!"
     i=0; until grep -q ready "$work/ready"; do i=$((i+1)); [ $i -lt 200 ] || return 1; sleep 0.05; done
 }
 go_go() {   # hashicorp/yamux both sides
-    go_server; "$PEER" -mode client -connect 127.0.0.1:$p -behavior source -bytes "$1" -streams "$2" -reply sha256 -timeout 300s 2>&1 | mibs >>"$out"
+    go_server; "$PEER" -mode client -connect 127.0.0.1:$p -behavior source -bytes "$1" -streams "$2" -reply $GO_REPLY -timeout 300s 2>&1 | mibs >>"$out"
 }
 go_swift() {  # Go client sends, our server receives
-    p=$(port); "$BIN/YamuxBench" sink --listen $p >/dev/null 2>&1 & pids="$pids $!"
-    wait_port $p; "$PEER" -mode client -connect 127.0.0.1:$p -behavior source -bytes "$1" -streams "$2" -reply sha256 -timeout 300s 2>&1 | mibs >>"$out"
+    p=$(port); "$BIN/YamuxBench" sink --listen $p $SWIFT_COUNT >/dev/null 2>&1 & pids="$pids $!"
+    wait_port $p; "$PEER" -mode client -connect 127.0.0.1:$p -behavior source -bytes "$1" -streams "$2" -reply $GO_REPLY -timeout 300s 2>&1 | mibs >>"$out"
 }
 swift_go() {  # our client sends, Go server receives
-    go_server; "$BIN/YamuxBench" source --connect 127.0.0.1:$p --bytes "$1" --streams "$2" | mibs >>"$out"
+    go_server; "$BIN/YamuxBench" source --connect 127.0.0.1:$p --bytes "$1" --streams "$2" $SWIFT_COUNT | mibs >>"$out"
 }
 swift_swift() {
-    p=$(port); "$BIN/YamuxBench" sink --listen $p >/dev/null 2>&1 & pids="$pids $!"
-    wait_port $p; "$BIN/YamuxBench" source --connect 127.0.0.1:$p --bytes "$1" --streams "$2" | mibs >>"$out"
+    p=$(port); "$BIN/YamuxBench" sink --listen $p $SWIFT_COUNT >/dev/null 2>&1 & pids="$pids $!"
+    wait_port $p; "$BIN/YamuxBench" source --connect 127.0.0.1:$p --bytes "$1" --streams "$2" $SWIFT_COUNT | mibs >>"$out"
 }
 tcp() {       # direct TCP, no yamux
     p=$(port); "$TCPBULK" -listen 127.0.0.1:$p >/dev/null 2>&1 & pids="$pids $!"
@@ -83,10 +91,43 @@ tunnel_tls() { tunnel_over "$1" "$2" tls; }
 tunnel_ws() { tunnel_over "$1" "$2" ws; }
 tunnel_wss() { tunnel_over "$1" "$2" wss; }
 
-echo "yamux bulk throughput, $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%Y-%m-%d)"
-echo "payload $BYTES bytes per stream, median of $RUNS runs, MiB/s (SHA-256 of every byte on both ends)"
-printf '%-46s %12s %12s\n' "case" "1 stream" "8 streams"
+# Ping-pong: $1 = seconds; appends round trips per second.
+trips() { grep -o '[0-9]* round trips/s' | tail -1 | cut -d' ' -f1; }
+pp_go_go() { go_server echo; "$PEER" -mode client -connect 127.0.0.1:$p -behavior pingpong -size 64 -duration "$1s" -timeout 300s 2>&1 | trips >>"$out"; }
+pp_go_swift() {
+    p=$(port); "$BIN/YamuxBench" echo --listen $p >/dev/null 2>&1 & pids="$pids $!"
+    wait_port $p; "$PEER" -mode client -connect 127.0.0.1:$p -behavior pingpong -size 64 -duration "$1s" -timeout 300s 2>&1 | trips >>"$out"
+}
+pp_swift_go() { go_server echo; "$BIN/YamuxBench" pingpong --connect 127.0.0.1:$p --size 64 --seconds "$1" | trips >>"$out"; }
+pp_swift_swift() {
+    p=$(port); "$BIN/YamuxBench" echo --listen $p >/dev/null 2>&1 & pids="$pids $!"
+    wait_port $p; "$BIN/YamuxBench" pingpong --connect 127.0.0.1:$p --size 64 --seconds "$1" | trips >>"$out"
+}
 stop() { for p in $pids; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=""; }
+if [ "$MODE" = pingpong ]; then
+    echo "yamux 64-byte ping-pong on one stream, $(nproc) cores, $(date -u +%Y-%m-%d); $BYTES s per run, median of $RUNS runs"
+    printf '%-46s %14s\n' "case (client -> echo server)" "round trips/s"
+    for case in ${CASES:-pp_go_go pp_go_swift pp_swift_go pp_swift_swift}; do
+        out=$work/pp; : >"$out"
+        for r in $(seq "$RUNS"); do $case "$BYTES"; stop; done
+        m=$(cat "$out" | median)
+        case $case in
+            pp_go_go) label="hashicorp/yamux: Go -> Go";; pp_go_swift) label="Go client -> Swift server (YamuxNIO)";;
+            pp_swift_go) label="Swift client (YamuxNIO) -> Go server";; pp_swift_swift) label="YamuxNIO: Swift -> Swift";;
+            *) label=$case;;
+        esac
+        printf '%-46s %14s\n' "$label" "$m"
+    done
+    exit 0
+fi
+
+echo "yamux bulk throughput, $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(date -u +%Y-%m-%d)"
+if [ "$MODE" = count ]; then
+    echo "payload $BYTES bytes per stream, median of $RUNS runs, MiB/s (no hashing: fixed bytes, the receiver answers the byte count)"
+else
+    echo "payload $BYTES bytes per stream, median of $RUNS runs, MiB/s (SHA-256 of every byte on both ends)"
+fi
+printf '%-46s %12s %12s\n' "case" "1 stream" "8 streams"
 for case in ${CASES:-tcp go_go go_swift swift_go swift_swift tunnel}; do
     : >"$work/one"; : >"$work/eight"
     for r in $(seq "$RUNS"); do
