@@ -1,7 +1,7 @@
 # rttsplit.py PCAP RELAY_PORT: where the round trip of `zrc-relay client bench --mode rtt` (1 pair, one generator endpoint) goes.
 # Capture: tcpdump -i lo -w rtt.pcap --time-stamp-precision=nano udp port RELAY_PORT, during the bench.
 # For each round trip, the four datagram packets in order:
-# the four big packets in order: A->relay (t0), relay->B (t1), B->relay (t2), relay->A (t3).
+#   A->relay (t0), relay->B (t1), B->relay (t2), relay->A (t3).
 # Prints medians of: relay hop 1 (t1-t0), B turnaround (t2-t1), relay hop 2 (t3-t2), wire total (t3-t0).
 import struct, sys, statistics
 data = open(sys.argv[1], 'rb').read(); port = int(sys.argv[2])
