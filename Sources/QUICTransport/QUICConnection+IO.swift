@@ -250,9 +250,13 @@ extension QUICConnection {
                     // payloads are forwarded like any other).
                     var vec = ngtcp2_vec(base: endpoint.slabs.pointer(head.slot).assumingMemoryBound(to: UInt8.self), len: Int(head.length))
                     var accepted: Int32 = 0
+                    // MORE only when something else could share the packet: a lone datagram
+                    // (the common case with many allocations) is written in one call instead
+                    // of a WRITE_MORE call plus a second call that closes the packet.
+                    let more = datagrams.count > 1 || control.hasUnsent
                     let n = ngtcp2_conn_writev_datagram_versioned(
                         conn, &path.pointee.path, NGTCP2_PKT_INFO_VERSION, &info, buffer, Int(maxPacket),
-                        &accepted, UInt32(NGTCP2_WRITE_DATAGRAM_FLAG_MORE), 0, &vec, head.length > 0 ? 1 : 0, now)
+                        &accepted, more ? UInt32(NGTCP2_WRITE_DATAGRAM_FLAG_MORE) : 0, 0, &vec, head.length > 0 ? 1 : 0, now)
                     if accepted != 0, let sent = datagrams.removeFirst() {
                         endpoint.slabs.release(sent.slot)
                         datagramsSent &+= 1
