@@ -4,6 +4,8 @@
 #include <malloc.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/epoll.h>
+#include <time.h>
 #include <netinet/udp.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -23,6 +25,21 @@ _Static_assert(offsetof(CNGTCP2_mmsghdr, msg_len) == offsetof(struct mmsghdr, ms
 
 int CNGTCP2_recvmmsg(int fd, CNGTCP2_mmsghdr *msgvec, unsigned int vlen, int flags) {
     return recvmmsg(fd, (struct mmsghdr *)msgvec, vlen, flags, NULL);
+}
+
+/* Set once a kernel answered ENOSYS; read and written from any loop thread (relaxed). */
+static int epoll_pwait2_missing = 0;
+
+int CNGTCP2_epoll_wait_ns(int epfd, struct epoll_event *events, int maxevents, int64_t timeout_ns) {
+    if (timeout_ns < 0) return epoll_wait(epfd, events, maxevents, -1);
+    if (!__atomic_load_n(&epoll_pwait2_missing, __ATOMIC_RELAXED)) {
+        struct timespec ts = { .tv_sec = (time_t)(timeout_ns / 1000000000), .tv_nsec = (long)(timeout_ns % 1000000000) };
+        int n = epoll_pwait2(epfd, events, maxevents, &ts, NULL);
+        if (n >= 0 || errno != ENOSYS) return n;
+        __atomic_store_n(&epoll_pwait2_missing, 1, __ATOMIC_RELAXED);
+    }
+    int64_t ms = (timeout_ns + 999999) / 1000000;
+    return epoll_wait(epfd, events, maxevents, ms > 1000 ? 1000 : (int)ms);
 }
 
 int CNGTCP2_sendmmsg(int fd, CNGTCP2_mmsghdr *msgvec, unsigned int vlen, int flags) {

@@ -208,8 +208,8 @@ public final class QUICEndpoint: @unchecked Sendable {
         if tickInterval > 0 { nextTick = MonotonicClock.now() &+ tickInterval }
         var events = [epoll_event](repeating: epoll_event(), count: 8)
         while !stopRequested.load(ordering: .acquiring) {
-            let timeout = nextTimeoutMilliseconds()
-            let n = events.withUnsafeMutableBufferPointer { epoll_wait(epollFD, $0.baseAddress, Int32($0.count), timeout) }
+            let timeout = nextTimeoutNanoseconds()
+            let n = events.withUnsafeMutableBufferPointer { CNGTCP2_epoll_wait_ns(epollFD, $0.baseAddress, Int32($0.count), timeout) }
             loopTime = MonotonicClock.now()
             if n > 0 {
                 for i in 0..<Int(n) where events[i].data.fd == eventFD {
@@ -230,15 +230,22 @@ public final class QUICEndpoint: @unchecked Sendable {
         shutdownAll()
     }
 
-    private func nextTimeoutMilliseconds() -> Int32 {
+    /// How long the loop may sleep: until the earliest timer, to the nanosecond (a
+    /// millisecond wait made every sub-millisecond deadline, such as ngtcp2's pacing on a
+    /// fast path, a whole millisecond late and capped one connection's send rate), at most 1 s.
+    private func nextTimeoutNanoseconds() -> Int64 {
         if !flushQueue.isEmpty { return 0 }
         let earliest = min(timers.earliest ?? .max, nextTick)
-        if earliest == .max { return 1000 }
+        if earliest == .max { return 1_000_000_000 }
         let now = MonotonicClock.now()
         if earliest <= now { return 0 }
-        let ms = (earliest - now + 999_999) / 1_000_000
-        return Int32(min(ms, 1000))
+        // Rounded up to the wake-up quantum: deadlines that close together share one wake-up.
+        let quantum = Self.wakeUpQuantumNanoseconds
+        return Int64(min((earliest - now + quantum - 1) / quantum * quantum, 1_000_000_000))
     }
+
+    /// The granularity of the loop's sleeps (see `nextTimeoutNanoseconds`).
+    static let wakeUpQuantumNanoseconds: UInt64 = 250_000
 
     private func runCommands() {
         // Swapped with a spare array that keeps its capacity: copying the queue out and

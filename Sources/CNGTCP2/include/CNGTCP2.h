@@ -7,7 +7,8 @@
 //  - the CMSG_* macros, which are too complex for the clang importer;
 //  - compound-expression macros such as NGTCP2_CRYPTO_MAX_RETRY_TOKENLEN.
 //  - the packet-info cmsgs (IP_PKTINFO / IPV6_PKTINFO) that name the local address of a packet;
-//  - malloc_trim, from <malloc.h>.
+//  - malloc_trim, from <malloc.h>;
+//  - epoll_pwait2 (a nanosecond wait; hidden behind _GNU_SOURCE), with a fallback.
 // Every symbol defined here is prefixed CNGTCP2_. Swift code uses `private import CNGTCP2`.
 #ifndef CNGTCP2_H
 #define CNGTCP2_H
@@ -39,6 +40,11 @@ typedef struct {
 
 /// recvmmsg(2); returns the number of messages or -1 with errno set.
 int CNGTCP2_recvmmsg(int fd, CNGTCP2_mmsghdr *msgvec, unsigned int vlen, int flags);
+
+/// epoll_wait with a timeout in nanoseconds (epoll_pwait2, Linux 5.11); a negative timeout
+/// waits forever. On a kernel without epoll_pwait2 it falls back to epoll_wait, rounding the
+/// timeout up to whole milliseconds.
+int CNGTCP2_epoll_wait_ns(int epfd, struct epoll_event *events, int maxevents, int64_t timeout_ns);
 /// sendmmsg(2); returns the number of messages sent or -1 with errno set.
 int CNGTCP2_sendmmsg(int fd, CNGTCP2_mmsghdr *msgvec, unsigned int vlen, int flags);
 
