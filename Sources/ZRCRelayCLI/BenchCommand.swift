@@ -131,7 +131,7 @@ extension ClientCommand {
                 let report = BenchReport(
                     plan: plan, durationSeconds: Double(window.components.seconds) + Double(window.components.attoseconds) / 1e18,
                     tally: tally, measuredSeconds: seconds, relayCPUMicroseconds: zip(cpuBefore, cpuAfter).map { $1 - $0 },
-                    relayRSSBeforeKiB: rssBefore, relayRSSKiB: rssAfter, generatorCPUMicroseconds: nil)
+                    relayRSSBeforeKiB: rssBefore, relayRSSKiB: rssAfter, generatorCPUMicroseconds: nil, generatorThreads: 1)
                 print(json ? report.json : report.text)
                 return
             }
@@ -177,7 +177,7 @@ extension ClientCommand {
                 tally: tally, measuredSeconds: seconds,
                 relayCPUMicroseconds: zip(cpuBefore, cpuAfter).map { $1 - $0 },
                 relayRSSBeforeKiB: rssBefore, relayRSSKiB: rssAfter,
-                generatorCPUMicroseconds: zip(ownBefore, ownAfter).map { $1 - $0 })
+                generatorCPUMicroseconds: zip(ownBefore, ownAfter).map { $1 - $0 }, generatorThreads: generators)
             print(json ? report.json : report.text)
         }
     }
@@ -228,6 +228,18 @@ struct BenchReport {
     /// This process's own CPU time over the window (all generator threads), to tell whether the
     /// generator rather than the relay was the limit.
     let generatorCPUMicroseconds: Double?
+    /// Generator endpoints (threads) that shared the load.
+    let generatorThreads: Int
+
+    /// Whether the generator rather than the relay was the limit (DESIGN §10 v3): its own
+    /// sending connections refused over 1 % of the datagrams (their congestion control or
+    /// queue), or its threads were busy over 90 % of the time. `nil` when not measured.
+    var generatorLimited: Bool? {
+        let refused = tally.sendFailures * 100 > tally.sent
+        guard let cpu = generatorCPUPercent else { return refused ? true : nil }
+        let cores = Double(min(generatorThreads, ProcessInfo.processInfo.activeProcessorCount))
+        return refused || cpu >= 90 * cores
+    }
 
     /// The generator's CPU over the measured window, in % of one core.
     var generatorCPUPercent: Double? {
@@ -260,7 +272,8 @@ struct BenchReport {
             + "\"rtt_p50_us\":\(number(percentile(0.5))),\"rtt_p99_us\":\(number(percentile(0.99))),"
             + "\"rtt_p999_us\":\(number(percentile(0.999))),\"relay_cpu_us_per_datagram\":\(number(cpuPerDatagram)),"
             + "\"relay_rss_before_kib\":\(integer(relayRSSBeforeKiB)),\"relay_rss_kib\":\(integer(relayRSSKiB)),"
-            + "\"generator_cpu_pct\":\(number(generatorCPUPercent))}"
+            + "\"generator_cpu_pct\":\(number(generatorCPUPercent)),"
+            + "\"generator_limited\":\(generatorLimited.map { $0 ? "true" : "false" } ?? "null")}"
     }
 
     var text: String {
@@ -273,6 +286,9 @@ struct BenchReport {
         }
         if let cpu = cpuPerDatagram { lines.append(String(format: "relay cpu %.2f µs/datagram", cpu)) }
         if let cpu = generatorCPUPercent { lines.append(String(format: "generator cpu %.0f%% of one core", cpu)) }
+        if generatorLimited == true {
+            lines.append("the generator, not the relay, was the limit (\(tally.sendFailures) datagrams refused by its own connections)")
+        }
         if let rss = relayRSSKiB {
             lines.append("relay rss \(rss) KiB" + (relayRSSBeforeKiB.map { " (before: \($0) KiB)" } ?? ""))
         }

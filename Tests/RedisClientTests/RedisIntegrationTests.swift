@@ -32,15 +32,25 @@ final class RedisServerProcess: @unchecked Sendable {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        // Ready when it accepts a TCP connection.
+        // Ready when it accepts a TCP connection and is still running (a server that lost
+        // its port to another one exits at once, and the port would answer for the other).
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
-            if Self.accepts(port: self.port) { return }
+            if Self.accepts(port: self.port) {
+                usleep(50_000)
+                if process.isRunning { return }
+                break
+            }
+            if !process.isRunning { break }
             usleep(20_000)
         }
         stop()
-        throw RedisError.connect("redis-server did not start")
+        throw RedisError.connect("redis-server did not start on port \(self.port)")
     }
+
+    /// Ports handed out by `freePort` in this test process: tests run in parallel, and a
+    /// port given back to the kernel may come out of `bind(0)` again for another test.
+    private static let handedOut = Mutex<Set<Int>>([])
 
     func stop() {
         guard process.isRunning else { return }
@@ -53,6 +63,14 @@ final class RedisServerProcess: @unchecked Sendable {
     var url: RedisURL { try! RedisURL(parsing: password.map { "redis://:\($0)@127.0.0.1:\(port)" } ?? "redis://127.0.0.1:\(port)") }
 
     static func freePort() throws -> Int {
+        for _ in 0..<50 {
+            let port = try kernelFreePort()
+            if handedOut.withLock({ $0.insert(port).inserted }) { return port }
+        }
+        throw RedisError.connect("no free port")
+    }
+
+    private static func kernelFreePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()

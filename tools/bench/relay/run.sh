@@ -405,12 +405,14 @@ for allocs in (1, 100):
         line = [t, "x%d" % allocs, f(best and best["rate"], "{:.0f}"), f(best and best.get("forwarded_rate"), "{:.0f}"),
                 f(best and cpu_pct(best, None, True), "{:.0f}%"), f(best and cpu_pct(best, gen_key), "{:.0f}%")]
         if stop is not None:
-            line += [f(stop["rate"], "{:.0f}"), pct(stop.get("loss")), f(cpu_pct(stop, None, True), "{:.0f}%"), f(cpu_pct(stop, gen_key), "{:.0f}%")]
+            limited = stop.get("generator_limited")
+            line += [f(stop["rate"], "{:.0f}"), pct(stop.get("loss")), f(cpu_pct(stop, None, True), "{:.0f}%"), f(cpu_pct(stop, gen_key), "{:.0f}%"),
+                     "n/a" if limited is None else ("generator" if limited else "relay")]
         else:
-            line += ["n/a"] * 4
+            line += ["n/a"] * 5
         body.append(line)
 table("max rate, 1200 B, loss < 1 % (steps 50k..300k); CPU in % of one core (2 cores in all)",
-      ["target", "allocs", "offered/s", "forwarded/s", "relay cpu", "gen cpu", "first failed/s", "its loss", "relay cpu", "gen cpu"], body)
+      ["target", "allocs", "offered/s", "forwarded/s", "relay cpu", "gen cpu", "first failed/s", "its loss", "relay cpu", "gen cpu", "limit (zrc)"], body)
 
 body = []
 idle = {"coturn": "$coturn_rss_idle", "zrc-relay": "$zrc_rss_idle"}
