@@ -230,9 +230,9 @@ public final class QUICEndpoint: @unchecked Sendable {
         shutdownAll()
     }
 
-    /// How long the loop may sleep: until the earliest timer, to the nanosecond (a
-    /// millisecond wait made every sub-millisecond deadline, such as ngtcp2's pacing on a
-    /// fast path, a whole millisecond late and capped one connection's send rate), at most 1 s.
+    /// How long the loop may sleep: until the earliest timer, rounded up to 250 µs, at most
+    /// 1 s. (Whole milliseconds made every sub-millisecond deadline, such as ngtcp2's pacing
+    /// on a fast path, a whole millisecond late and capped one connection's send rate.)
     private func nextTimeoutNanoseconds() -> Int64 {
         if !flushQueue.isEmpty { return 0 }
         let earliest = min(timers.earliest ?? .max, nextTick)

@@ -106,15 +106,9 @@ default:
 }
 
 /// The answer of a counting sink: the byte count as 20 decimal digits.
-func countAnswer(_ count: Int) -> String {
-    let digits = String(count)
-    return String(repeating: "0", count: max(0, 20 - digits.count)) + digits
-}
+func countAnswer(_ count: Int) -> String { String(format: "%020ld", count) }
 
-func secondsSince(_ start: ContinuousClock.Instant) -> Double {
-    let elapsed = ContinuousClock.now - start
-    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-}
+func secondsSince(_ start: ContinuousClock.Instant) -> Double { (ContinuousClock.now - start) / .seconds(1) }
 
 /// A yamux server on 127.0.0.1:`port` whose every inbound stream `handle` sets up.
 func serve(port: Int, handle: @escaping @Sendable (YamuxStreamChannel) -> Void) async throws {
@@ -136,7 +130,7 @@ func serve(port: Int, handle: @escaping @Sendable (YamuxStreamChannel) -> Void) 
 }
 
 /// A yamux client connection to `target` (HOST:PORT); exits with a message when it fails.
-func connect(_ target: String) async throws -> (Channel, YamuxMultiplexer) {
+func connect(_ target: String) async throws -> (any Channel, YamuxMultiplexer) {
     guard let colon = target.lastIndex(of: ":"), let port = Int(target[target.index(after: colon)...]) else { usage() }
     let host = String(target[..<colon])
     let slot = NIOLockedValueBox<YamuxMultiplexer?>(nil)

@@ -42,7 +42,7 @@ extension ClientCommand {
         @Option(help: "The relay's process id, for CPU µs per forwarded datagram and RSS.")
         var relayPid: Int?
 
-        @Option(help: "How the generator's QUIC peers acknowledge: standard (RFC 9000 §13.2: every second packet or 25 ms, as ordinary peers do) or coalescing (the relay's own lighter policy: every 8th packet or 5 ms).")
+        @Option(help: "How the generator's QUIC peers acknowledge: standard (RFC 9000 §13.2: every second packet, else within max_ack_delay, as ordinary peers do) or coalescing (the relay's own lighter policy: every 8th packet or 20 ms).")
         var ack: String = "standard"
 
         @Option(help: "QUIC generator endpoints (each its own UDP socket and thread); allocations and rate are split between them.")
@@ -93,9 +93,16 @@ extension ClientCommand {
             quic.ackPolicy = ackPolicy ?? .standard
             let any = address.host.isV4 ? TransportAddress(host: .v4(0, 0, 0, 0), port: 0)
                                         : TransportAddress(host: .v6([UInt8](repeating: 0, count: 16), scopeID: 0), port: 0)
-            let endpoint = try RelayClientEndpoint(configuration: quic, bindAddress: any, logger: logger)
-            try endpoint.start()
-            defer { endpoint.stop() }
+            // One endpoint per QUIC generator, each with its own UDP socket and thread (the
+            // stream transports use one, for its loop).
+            let overStreams = target.transport == .tcp || target.transport == .websocket || target.websocketURL != nil
+            var endpoints: [RelayClientEndpoint] = []
+            defer { for endpoint in endpoints { endpoint.stop() } }
+            for _ in 0..<(overStreams ? 1 : generators) {
+                let endpoint = try RelayClientEndpoint(configuration: quic, bindAddress: any, logger: logger)
+                try endpoint.start()
+                endpoints.append(endpoint)
+            }
 
             let now = UInt64(Date().timeIntervalSince1970)
             var tokens: [(token: [UInt8], a: PeerID, b: PeerID)] = []
@@ -110,11 +117,11 @@ extension ClientCommand {
             }
 
             let rssBefore = relayPid.flatMap(ProcessStats.rssKiB)
-            if target.transport == .tcp || target.transport == .websocket || target.websocketURL != nil {
+            if overStreams {
                 let streams = StreamBench(target: target, transport: target.websocketURL != nil ? .websocket : target.transport, plan: plan)
                 let pairs: [StreamBench.Pair]
                 do {
-                    pairs = try await streams.establish(endpoint: endpoint, address: address, serverName: name, tokens: tokens)
+                    pairs = try await streams.establish(endpoint: endpoints[0], address: address, serverName: name, tokens: tokens)
                 } catch {
                     stderr("bench: \(error)")
                     throw ExitCode(1)
@@ -127,23 +134,15 @@ extension ClientCommand {
                 let cpuAfter = relayPid.flatMap(ProcessStats.cpuMicroseconds)
                 let rssAfter = relayPid.flatMap(ProcessStats.rssKiB)
                 streams.close(pairs)
-                let seconds = Double(measured.components.seconds) + Double(measured.components.attoseconds) / 1e18
                 let report = BenchReport(
-                    plan: plan, durationSeconds: Double(window.components.seconds) + Double(window.components.attoseconds) / 1e18,
-                    tally: tally, measuredSeconds: seconds, relayCPUMicroseconds: zip(cpuBefore, cpuAfter).map { $1 - $0 },
+                    plan: plan, durationSeconds: window / .seconds(1),
+                    tally: tally, measuredSeconds: measured / .seconds(1), relayCPUMicroseconds: zip(cpuBefore, cpuAfter).map { $1 - $0 },
                     relayRSSBeforeKiB: rssBefore, relayRSSKiB: rssAfter, generatorCPUMicroseconds: nil, generatorThreads: 1)
                 print(json ? report.json : report.text)
                 return
             }
             // One RelayBench per generator endpoint; pairs and rate are dealt out between them.
-            var extraEndpoints: [RelayClientEndpoint] = []
-            defer { for extra in extraEndpoints { extra.stop() } }
-            for _ in 1..<generators {
-                let extra = try RelayClientEndpoint(configuration: quic, bindAddress: any, logger: logger)
-                try extra.start()
-                extraEndpoints.append(extra)
-            }
-            let benches = ([endpoint] + extraEndpoints).enumerated().map { index, generator in
+            let benches = endpoints.enumerated().map { index, generator in
                 let share = plan.share(index, of: generators)
                 return (RelayBench(endpoint: generator, plan: share.plan), tokens[share.pairs])
             }
@@ -171,10 +170,9 @@ extension ClientCommand {
             let rssAfter = relayPid.flatMap(ProcessStats.rssKiB)
             for (bench, _) in benches { await bench.close() }
 
-            let seconds = Double(measured.components.seconds) + Double(measured.components.attoseconds) / 1e18
             let report = BenchReport(
-                plan: plan, durationSeconds: Double(window.components.seconds) + Double(window.components.attoseconds) / 1e18,
-                tally: tally, measuredSeconds: seconds,
+                plan: plan, durationSeconds: window / .seconds(1),
+                tally: tally, measuredSeconds: measured / .seconds(1),
                 relayCPUMicroseconds: zip(cpuBefore, cpuAfter).map { $1 - $0 },
                 relayRSSBeforeKiB: rssBefore, relayRSSKiB: rssAfter,
                 generatorCPUMicroseconds: zip(ownBefore, ownAfter).map { $1 - $0 }, generatorThreads: generators)

@@ -101,6 +101,31 @@ def test_client_ping_through_the_relay(relay, tmp_path):
     assert "p50" in r.stdout and "p99" in r.stdout
 
 
+def test_client_bench_generators_ack_policies_and_who_was_the_limit(relay, tmp_path):
+    import json
+    (tmp_path / "dev.key").write_text(relay.key.key_file_text())
+    base = ["client", "bench", "--relay", f"127.0.0.1:{relay.port}", "--key", "dev.key", "--relay-pid", str(relay.process.pid)]
+    # Two generator endpoints share 4 pairs and the rate; standard ACKs (the default).
+    r = zrc(*base, "--allocations", "4", "--rate", "2000", "--duration", "1s", "--generators", "2", "--json", cwd=tmp_path, timeout=60)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    assert report["sent"] >= 1500 and report["loss"] < 0.01, report
+    assert report["generator_cpu_pct"] is not None and report["relay_cpu_us_per_datagram"] is not None
+    assert report["generator_limited"] is False
+    r = zrc(*base, "--rate", "500", "--duration", "1s", "--ack", "coalescing", "--json", cwd=tmp_path, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["loss"] < 0.01
+    # Far more than one connection can carry: the report says the generator was the limit.
+    r = zrc(*base, "--rate", "300000", "--duration", "1s", cwd=tmp_path, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "the generator, not the relay, was the limit" in r.stdout, r.stdout
+    # Bad input: a clear message and exit 2.
+    r = zrc(*base, "--ack", "fast", cwd=tmp_path)
+    assert r.returncode == 2 and "--ack must be standard or coalescing" in r.stderr, r.stderr
+    r = zrc(*base, "--allocations", "2", "--generators", "3", cwd=tmp_path)
+    assert r.returncode == 2 and "--generators must be 1…8 and at most --allocations" in r.stderr, r.stderr
+
+
 def test_client_connect_and_echo(relay_factory, tmp_path):
     # The clients are killed, not closed: a short idle timeout lets the relay drain quickly.
     relay = relay_factory("--quic.max-idle-timeout", "3s", "--limits.keepalive-interval", "1s")
